@@ -1,0 +1,3 @@
+from comfyfixer.cli import main
+
+main()
