@@ -76,6 +76,17 @@ class VerificationPass(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ModelDone(Event):
+    """One planned model reached its final outcome in this run (for the overall [i/N] display)."""
+
+    index: int
+    total: int
+    name: str
+    outcome: str
+    reason: str
+
+
 EventSink = Callable[[Event], None]
 
 

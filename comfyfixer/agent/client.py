@@ -1,0 +1,404 @@
+"""The chat client: one OpenAI-compatible `chat.completions` call, made portable across servers.
+
+Owns what differs between OpenAI, DashScope, vLLM, Ollama and LM Studio (see the shared `apis.md` §3.4):
+
+- Thinking is switched off where the server allows. The switch is chosen from the base URL
+  (`thinking_switch_for`): DashScope takes top-level `enable_thinking: false`, Ollama
+  `reasoning_effort: "none"`, LM Studio and OpenAI get nothing, and everything else (vLLM, SGLang,
+  unknown servers) gets `chat_template_kwargs: {enable_thinking: false}`. If a server answers 400 naming
+  the switch (or "unrecognized argument"), the switch is dropped and the call repeated once; a DashScope
+  "enable_thinking must be set to false" answer selects the DashScope switch. The choice then sticks.
+- `<think>` blocks in `content` and the `reasoning` / `reasoning_content` fields are split off: callers
+  only ever see the answer; the thoughts are returned separately for the history log.
+- 429 (except `insufficient_quota`), 408/409, 5xx, timeouts and connection errors are retried with
+  tenacity, honouring `retry-after-ms` / `Retry-After` (build the OpenAI client with `max_retries=0` so
+  these waits are the only ones). Everything that still fails becomes an `LLMError` carrying the status
+  and the server's own words (LM Studio's plain-string error body included), with secrets removed.
+- A 400 saying the server cannot do tools raises `ToolsUnsupported`, so the agent can fall back to its
+  JSON-in-text protocol.
+
+`openai` is imported lazily: building this module's objects never costs the ~1 s import on the scan path.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
+
+import tenacity
+
+from comfyfixer.errors import LLMError, redact
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+    from comfyfixer.config import Settings
+
+log = logging.getLogger(__name__)
+
+ThinkingSwitch = Literal["chat_template_kwargs", "enable_thinking", "reasoning_effort", "none"]
+Message = dict[str, Any]
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_TOOLS_UNSUPPORTED = re.compile(
+    r"does not support tools|tool choice requires|tools? (?:is|are) not supported|"
+    r"does not support (?:function|tool)|tool[_ ]calling is not (?:supported|enabled)|unsupported.*\btools\b",
+    re.I,
+)
+_SWITCH_REJECTED = re.compile(
+    r"unrecognized request argument|extra inputs are not permitted|extra_forbidden|"
+    r"unknown (?:parameter|field)|unexpected keyword|not a valid parameter",
+    re.I,
+)
+_DASHSCOPE_NEEDS_SWITCH = re.compile(r"enable_thinking must be set to false", re.I)
+# The SDK's own limit: a longer Retry-After than this means "do not retry now".
+_MAX_HONOURED_RETRY_AFTER = 120.0
+
+
+class ToolsUnsupported(LLMError):
+    """The server (or the model it serves) rejects `tools`: use the JSON-in-text protocol instead."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry transient failures; tests pass zero waits."""
+
+    attempts: int = 4
+    base_wait: float = 1.0  # back-off when the server names no wait, doubled per retry
+    max_wait: float = 30.0  # cap of that back-off; a server's own Retry-After (<= 120 s) is honoured as is
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str | None  # None when the model wrote the call into its text (no native tool calling)
+    name: str
+    arguments: str  # a JSON string as the model produced it: may be invalid
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    content: str  # the answer text, thinking removed
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    reasoning: str | None = None  # what the model thought, for the history log only
+
+
+def thinking_switch_for(base_url: str) -> ThinkingSwitch:
+    """The request field that turns Qwen3 thinking off on the server behind `base_url`."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if "dashscope" in host or host.endswith(".aliyuncs.com"):
+        return "enable_thinking"
+    if port == 11434 or "ollama" in host:
+        return "reasoning_effort"
+    if host == "api.openai.com" or port == 1234 or "lmstudio" in host:
+        return "none"
+    return "chat_template_kwargs"
+
+
+def _switch_body(switch: ThinkingSwitch) -> dict[str, Any]:
+    if switch == "chat_template_kwargs":
+        return {"chat_template_kwargs": {"enable_thinking": False}}
+    if switch == "enable_thinking":
+        return {"enable_thinking": False}
+    if switch == "reasoning_effort":
+        return {"reasoning_effort": "none"}
+    return {}
+
+
+def strip_thinking(text: str | None) -> tuple[str, str | None]:
+    """Split `<think>` blocks off a content string: (answer, thoughts or None)."""
+    if not text:
+        return "", None
+    thoughts = [m.group(0)[7:-8].strip() for m in _THINK_BLOCK.finditer(text)]
+    out = _THINK_BLOCK.sub("", text)
+    lower = out.lower()
+    # Some chat templates put the opening tag in the prompt, so only `</think>` reaches us.
+    close = lower.rfind("</think>")
+    if close >= 0:
+        thoughts.append(out[:close].strip())
+        out = out[close + len("</think>") :]
+    # A reply cut off mid-thought (finish_reason "length") has an opening tag and nothing after it.
+    open_at = out.lower().find("<think>")
+    if open_at >= 0:
+        thoughts.append(out[open_at + len("<think>") :].strip())
+        out = out[:open_at]
+    joined = "\n".join(t for t in thoughts if t)
+    return out.strip(), joined or None
+
+
+def _header(exc: BaseException, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get(name)
+    return str(value) if value is not None else None
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, then `Retry-After`), if it said."""
+    ms = _header(exc, "retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = _header(exc, "retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call may succeed if repeated (rate limit, server error, network)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        if (_header(exc, "x-should-retry") or "").lower() == "false":
+            return False
+        after = retry_after(exc)
+        if after is not None and after > _MAX_HONOURED_RETRY_AFTER:
+            return False
+        if exc.status_code == 429:
+            return exc.code != "insufficient_quota"
+        return exc.status_code in (408, 409) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
+
+
+def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> tuple[str, int | None]:
+    """The server's own words for a failed call, and its HTTP status; secrets removed."""
+    import openai
+
+    status: int | None = None
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        body = exc.body
+        if isinstance(body, dict):
+            text = str(body.get("message") or json.dumps(body))
+        elif isinstance(body, str) and body:
+            text = body  # LM Studio: {"error": "<string>"}; the SDK's own message is only "Error code: 400"
+        else:
+            try:
+                text = exc.response.text or exc.message
+            except Exception:  # the body may be unreadable; the status is still worth reporting
+                text = exc.message
+        message = f"HTTP {status}: {text}"
+    elif isinstance(exc, openai.APITimeoutError):
+        message = "the request timed out"
+    elif isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        message = f"cannot connect: {cause}"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    return redact(message, tuple(secrets)), status
+
+
+def make_openai_client(settings: Settings, *, timeout: float = 120.0) -> OpenAI:
+    """The OpenAI client for the endpoint; SDK retries off, so our tenacity waits are the only ones."""
+    from openai import OpenAI
+
+    if not settings.llm_base_url:
+        raise LLMError("no LLM endpoint is configured", hint="set COMFYFIXER_LLM_BASE_URL")
+    # Local servers ignore the key, but the SDK insists on a non-empty one.
+    return OpenAI(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key or "not-needed",
+        max_retries=0,
+        timeout=timeout,
+    )
+
+
+class ChatClient:
+    """One model on one endpoint: `complete(messages, tools)` -> `ChatReply`."""
+
+    def __init__(
+        self,
+        client: OpenAI,
+        model: str,
+        *,
+        thinking: ThinkingSwitch | None = None,
+        retry: RetryPolicy | None = None,
+        secrets: Sequence[str] = (),
+        temperature: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        owns_client: bool = False,
+    ) -> None:
+        self._client = client
+        self._owns_client = owns_client
+        self.model = model
+        self.thinking: ThinkingSwitch = thinking or thinking_switch_for(str(client.base_url))
+        self._retry = retry or RetryPolicy()
+        self._secrets = tuple(secrets)
+        self._temperature = temperature
+        self._sleep = sleep
+        self._clock = clock
+        self.requests = 0  # chat requests actually sent, retries included
+
+    def close(self) -> None:
+        """Close the OpenAI client if this object built it (an injected one belongs to the caller)."""
+        if self._owns_client:
+            self._owns_client = False
+            self._client.close()
+
+    def list_models(self) -> list[str]:
+        """The model ids the server offers (`GET /models`)."""
+        try:
+            page = self._call(lambda: self._client.models.list(), deadline=None)
+        except _BadRequest as bad:
+            raise LLMError(bad.text, status=bad.status) from None
+        return [m.id for m in page.data]
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Message] | None = None,
+        deadline: float | None = None,
+    ) -> ChatReply:
+        """Send one chat request; raises `ToolsUnsupported` or `LLMError` (after retries)."""
+        switch_retried = False
+        while True:
+            try:
+                completion = self._call(lambda: self._create(messages, tools), deadline=deadline)
+            except _BadRequest as bad:
+                if tools and _TOOLS_UNSUPPORTED.search(bad.text):
+                    raise ToolsUnsupported(bad.text, status=bad.status) from None
+                new_switch = None if switch_retried else self._switch_after(bad.text)
+                if new_switch is None:
+                    raise LLMError(bad.text, status=bad.status) from None
+                log.info("LLM server rejected thinking switch %s; using %s", self.thinking, new_switch)
+                self.thinking = new_switch
+                switch_retried = True
+                continue
+            return self._reply(completion)
+
+    # -- internals -------------------------------------------------------------------------
+    def _create(self, messages: Sequence[Message], tools: Sequence[Message] | None) -> Any:
+        self.requests += 1
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": cast(Any, list(messages)),
+            "temperature": self._temperature,
+        }
+        if tools:
+            kwargs["tools"] = cast(Any, list(tools))
+            kwargs["tool_choice"] = "auto"
+        extra = _switch_body(self.thinking)
+        if extra:
+            kwargs["extra_body"] = extra
+        return self._client.chat.completions.create(**kwargs)
+
+    def _switch_after(self, text: str) -> ThinkingSwitch | None:
+        """The switch to try after a 400 that may be about the switch itself, or None."""
+        if _DASHSCOPE_NEEDS_SWITCH.search(text) and self.thinking != "enable_thinking":
+            return "enable_thinking"
+        if self.thinking == "none":
+            return None
+        # The switch names are the request keys, so a server complaining about one names it.
+        named = self.thinking in text
+        return "none" if named or _SWITCH_REJECTED.search(text) else None
+
+    def _call(self, fn: Callable[[], Any], *, deadline: float | None) -> Any:
+        import openai
+
+        policy = self._retry
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            asked = retry_after(exc) if exc is not None else None
+            if asked is not None and asked > 0:
+                return min(asked, _MAX_HONOURED_RETRY_AFTER)
+            return float(min(policy.base_wait * 2 ** (state.attempt_number - 1), policy.max_wait))
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= policy.attempts:
+                return True
+            return deadline is not None and self._clock() >= deadline
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            text, _ = describe_error(exc, self._secrets) if exc else ("", None)
+            log.info(
+                "LLM call failed (%s); retry %d in %.2fs", text, state.attempt_number, state.upcoming_sleep
+            )
+
+        retrying = tenacity.Retrying(
+            stop=stop,
+            wait=wait,
+            retry=tenacity.retry_if_exception(is_transient),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            text, status = describe_error(exc, self._secrets)
+            raise _BadRequest(text, status) from None
+        except openai.OpenAIError as exc:
+            text, status = describe_error(exc, self._secrets)
+            log.debug("LLM call failed for good: %s", text)
+            raise LLMError(text, status=status, hint=_hint_for(status)) from None
+
+    def _reply(self, completion: Any) -> ChatReply:
+        if not completion.choices:
+            raise LLMError("the server answered with no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        content, thoughts = strip_thinking(message.content)
+        extra = message.model_extra or {}
+        reasoning = extra.get("reasoning") or extra.get("reasoning_content")
+        if isinstance(reasoning, dict):
+            reasoning = json.dumps(reasoning)
+        calls = []
+        for tc in message.tool_calls or []:
+            function = getattr(tc, "function", None)
+            if function is None:
+                continue
+            calls.append(ToolCall(id=tc.id, name=function.name, arguments=function.arguments or ""))
+        joined = "\n".join(str(t) for t in (reasoning, thoughts) if t) or None
+        return ChatReply(
+            content=content, tool_calls=calls, finish_reason=choice.finish_reason, reasoning=joined
+        )
+
+
+class _BadRequest(Exception):
+    """Internal: a 400/422, which `complete` inspects before turning it into an LLMError."""
+
+    def __init__(self, text: str, status: int | None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+def _hint_for(status: int | None) -> str:
+    if status in (401, 403):
+        return "check COMFYFIXER_LLM_API_KEY"
+    if status == 404:
+        return "check COMFYFIXER_LLM_MODEL and COMFYFIXER_LLM_BASE_URL (is the model pulled/loaded?)"
+    if status == 429:
+        return "the endpoint is rate limiting or out of quota; try again later"
+    if status is None:
+        return "is the LLM server running? check COMFYFIXER_LLM_BASE_URL"
+    return ""

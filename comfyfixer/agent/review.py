@@ -1,0 +1,140 @@
+"""The LLM verification pass: a second opinion on a batch of downloaded files.
+
+The deterministic reports (path, size, expected vs actual sha256, format header, source, folder) go to
+the model, which answers one verdict per file: ok, or suspicious with a reason (a VAE in loras/, a
+name that does not fit its family). The answer is validated with pydantic. A verdict never overrides a
+failed deterministic check: such a file is always "suspicious", whatever the model says.
+
+`review` raises `LLMError` when the endpoint fails; the pipeline then records the pass as
+deterministic only ("LLM part skipped"), as it does when no reviewer was built.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from comfyfixer.agent.client import ChatClient, Message
+from comfyfixer.agent.history import SearchHistory
+from comfyfixer.agent.parsing import extract_json_object
+from comfyfixer.agent.prompts import VERIFY_PROMPT, render_prompt
+from comfyfixer.errors import LLMError, redact
+from comfyfixer.models import LLMVerdict, VerifyReport
+
+
+class _Verdict(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str | None = None
+    name: str | None = None
+    verdict: Literal["ok", "suspicious"]
+    reason: str = ""
+
+
+class _ReviewAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    verdicts: list[_Verdict] = Field(default_factory=list)
+
+
+def _report_view(report_id: str, r: VerifyReport) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": report_id,
+        "name": r.name,
+        "folder": r.directory,
+        "path": r.path,
+        "deterministic_ok": r.ok,
+        "size": r.size,
+        "expected_size": r.expected_size,
+        "sha256": r.sha256,
+        "expected_sha256": r.expected_sha256,
+        "format": r.format,
+        "source": r.source,
+        "url": r.url,
+        "checks": r.checks,
+    }
+    if r.reason:
+        view["deterministic_reason"] = r.reason
+    return {k: v for k, v in view.items() if v not in (None, {}, "")}
+
+
+class Reviewer:
+    """Asks the model for one verdict per report; `review` raises `LLMError` when the endpoint fails."""
+
+    def __init__(
+        self,
+        chat: ChatClient,
+        *,
+        history: SearchHistory | None = None,
+        secrets: Sequence[str] = (),
+        attempts: int = 2,
+    ) -> None:
+        self.chat = chat
+        self.history = history or SearchHistory(None)
+        self.secrets = tuple(secrets)
+        self.attempts = attempts
+
+    def close(self) -> None:
+        self.chat.close()
+
+    def review(self, reports: list[VerifyReport]) -> list[LLMVerdict]:
+        """One verdict per report, in order. Failed deterministic checks always come back suspicious."""
+        if not reports:
+            return []
+        ids = [f"r{i + 1}" for i in range(len(reports))]
+        payload = [_report_view(i, r) for i, r in zip(ids, reports, strict=True)]
+        messages: list[Message] = [
+            {"role": "system", "content": render_prompt(VERIFY_PROMPT)},
+            {"role": "user", "content": "Files downloaded in this batch:\n" + json.dumps(payload, indent=1)},
+        ]
+        subject = f"review of {len(reports)} file(s)"
+        answer: _ReviewAnswer | None = None
+        problem = ""
+        for _ in range(self.attempts):
+            self.history.event(subject, "request", {"messages": messages[-1:]})
+            reply = self.chat.complete(messages)
+            self.history.event(subject, "reply", reply.content)
+            obj = extract_json_object(reply.content)
+            try:
+                answer = _ReviewAnswer.model_validate(obj if obj is not None else {"verdicts": None})
+                break
+            except ValidationError as exc:
+                problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+                messages.append({"role": "assistant", "content": reply.content})
+                messages.append(
+                    {"role": "user", "content": f"Invalid answer ({problem}). Reply with only the JSON."}
+                )
+        if answer is None:
+            raise LLMError(f"the model's review was not valid: {problem}")
+        verdicts = self._merge(ids, reports, answer)
+        self.history.event(
+            subject,
+            "decision",
+            [{"name": v.name, "verdict": v.verdict, "reason": v.reason} for v in verdicts],
+        )
+        return verdicts
+
+    def _merge(self, ids: list[str], reports: list[VerifyReport], answer: _ReviewAnswer) -> list[LLMVerdict]:
+        by_id = {v.id: v for v in answer.verdicts if v.id}
+        by_name: dict[str, _Verdict] = {}
+        for v in answer.verdicts:
+            if v.name:
+                by_name.setdefault(v.name.lower(), v)
+        out: list[LLMVerdict] = []
+        for report_id, report in zip(ids, reports, strict=True):
+            opinion = by_id.get(report_id) or by_name.get(report.name.lower())
+            said = redact(opinion.reason, self.secrets)[:300] if opinion else ""
+            if not report.ok:
+                # Never overridden: the deterministic failure stands, the model's words are only added.
+                reason = f"deterministic check failed: {report.reason or 'see checks'}"
+                out.append(
+                    LLMVerdict(report.name, "suspicious", f"{reason}; LLM: {said}" if said else reason)
+                )
+            elif opinion is None:
+                out.append(LLMVerdict(report.name, "ok", "no LLM opinion; deterministic checks passed"))
+            else:
+                out.append(LLMVerdict(report.name, opinion.verdict, said or opinion.verdict))
+        return out

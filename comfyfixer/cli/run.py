@@ -1,0 +1,353 @@
+"""`comfyfixer run`: scan, show the plan, ask, then the incremental loop with live progress.
+
+This module only parses options, builds the real collaborators from settings (once), asks the
+question, and renders: the loop itself is `comfyfixer.pipeline`. Exit codes: 0 all done or nothing
+missing (also when the user declines or no terminal can answer), 1 some model failed, 2 usage,
+130 interrupted (downloads stopped, `.part` files kept, state saved).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
+from comfyfixer.cli.progress import Mode, ProgressDisplay
+from comfyfixer.cli.render import plan_table, short_path
+from comfyfixer.cli.scan import report_notices, settings_from_options
+from comfyfixer.errors import UsageError
+from comfyfixer.models import MissingModel
+from comfyfixer.report import ModelResult, build_report, counts, exit_code
+from comfyfixer.runlog import close_run_log, open_run_log
+from comfyfixer.scan import ScanReport, scan_with_settings
+
+if TYPE_CHECKING:
+    from comfyfixer.config import Settings
+    from comfyfixer.events import EventSink
+    from comfyfixer.pipeline import RunResult
+    from comfyfixer.resolvers.finder import Finder
+    from comfyfixer.stages import Stages
+
+NO_ROOT = "run needs your ComfyUI folder to know where the models go"
+NO_ROOT_HINT = "Pass --comfyui DIR (the folder holding main.py and models/), or set COMFYUI_PATH."
+
+
+class SearchMode(str, Enum):
+    direct = "direct"
+    llm = "llm"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Workflow files (.json, .png, .webp) or folders to search.", show_default=False),
+    ],
+    comfyui: Annotated[
+        Path | None,
+        typer.Option(
+            "--comfyui", help="ComfyUI folder (holds models/); default: $COMFYUI_PATH.", show_default=False
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before downloading.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Search and write the scripts, but run none of them.")
+    ] = False,
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Direct sources only: no LLM search, no LLM verification.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, help="Downloads running at once.")] = 2,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON report on stdout at the end (progress stays on stderr)."),
+    ] = False,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Scripts, plan and state files.")] = Path(
+        "output"
+    ),
+    log_dir: Annotated[Path, typer.Option("--log-dir", help="Run logs and script logs.")] = Path("log"),
+    include_bypassed: Annotated[
+        bool,
+        typer.Option("--include-bypassed", help="Also fetch models used only by bypassed or muted nodes."),
+    ] = False,
+    search: Annotated[
+        SearchMode,
+        typer.Option(
+            "--search",
+            help="direct: the LLM agent only for what direct sources cannot settle; llm: for every model.",
+        ),
+    ] = SearchMode.direct,
+    extra_model_paths: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--extra-model-paths",
+            help="Another extra_model_paths.yaml to read (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Find, download and verify every missing model the workflows need, one script per model."""
+    if search is SearchMode.llm and no_llm:
+        raise UsageError("--search llm and --no-llm contradict each other", hint="Pass only one of them.")
+    settings = replace(settings_from_options(comfyui, output_dir), log_dir=log_dir)
+    if settings.comfyui_path is None:
+        raise UsageError(NO_ROOT, hint=NO_ROOT_HINT)
+    log_path, handler = open_run_log(settings.log_dir, settings.secrets)
+    try:
+        report, _ = scan_with_settings(
+            paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
+        )
+        report_notices(report)
+        code = _run_plan(
+            report,
+            settings,
+            yes=yes,
+            dry_run=dry_run,
+            no_llm=no_llm,
+            jobs=jobs,
+            json_output=json_output,
+            search_all=search is SearchMode.llm,
+            log_path=log_path,
+        )
+    finally:
+        close_run_log(handler)
+    # SystemExit, not typer.Exit: with standalone_mode=False click turns Exit into a return value.
+    raise SystemExit(code)
+
+
+def _run_plan(
+    report: ScanReport,
+    settings: Settings,
+    *,
+    yes: bool,
+    dry_run: bool,
+    no_llm: bool,
+    jobs: int,
+    json_output: bool,
+    search_all: bool,
+    log_path: Path,
+) -> int:
+    models = report.missing
+    if not models:
+        if json_output:
+            print_json(build_report([], [], dry_run=dry_run))
+        else:
+            stdout_console().print("Nothing is missing: every model the workflows need is installed.")
+        return 0
+    if not yes and not _confirmed(report, json_output):
+        if json_output:
+            skipped = [_not_confirmed(m) for m in models]
+            print_json(build_report(skipped, [], dry_run=dry_run))
+        return 0
+    result = _loop(
+        report,
+        settings,
+        dry_run=dry_run,
+        no_llm=no_llm,
+        jobs=jobs,
+        json_output=json_output,
+        search_all=search_all,
+    )
+    for warning in result.notices:
+        notice(warning, level="warning")
+    if json_output:
+        print_json(
+            build_report(
+                result.results, result.verifications, interrupted=result.interrupted, dry_run=dry_run
+            )
+        )
+    else:
+        _print_summary(stdout_console(), result, settings, log_path)
+    if result.interrupted:
+        notice(
+            "Interrupted: downloads stopped, partial files kept, state saved. "
+            "Run the same command again to resume.",
+            level="warning",
+        )
+    return exit_code(result.results, interrupted=result.interrupted)
+
+
+def _loop(
+    report: ScanReport,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    no_llm: bool,
+    jobs: int,
+    json_output: bool,
+    search_all: bool,
+) -> RunResult:
+    # Heavy imports (httpx, huggingface_hub, openai) only once the user said yes.
+    from comfyfixer.pipeline import LoopOptions, Pipeline
+    from comfyfixer.resolvers.finder import Finder as RealFinder
+    from comfyfixer.wiring import build_stages
+
+    assert report.inventory is not None  # a run always has a ComfyUI root
+    console = stderr_console()
+    mode: Mode = "quiet" if json_output else ("rich" if console.is_terminal else "plain")
+    closers: list[Any] = []
+    with ProgressDisplay(console, mode=mode) as display:
+        finder = RealFinder.create(settings, output_dir=settings.output_dir)
+        closers.append(finder)
+        try:
+            stages = build_stages(finder, report.inventory, os.environ)
+            pipeline = Pipeline(
+                stages,
+                output_dir=settings.output_dir,
+                log_dir=settings.log_dir,
+                options=LoopOptions(jobs=jobs, dry_run=dry_run, agent_for_all=search_all),
+                sink=display,
+            )
+            if no_llm:
+                stages.reviewer_skip_reason = "LLM verification skipped: --no-llm (deterministic checks only)"
+            else:
+                _attach_llm(settings, finder, stages, pipeline.forward, display, closers, search_all)
+            with _sigterm_as_interrupt():
+                return pipeline.run(list(report.missing))
+        finally:
+            for closer in reversed(closers):
+                with contextlib.suppress(Exception):
+                    closer.close()
+
+
+def _attach_llm(
+    settings: Settings,
+    finder: Finder,
+    stages: Stages,
+    forward: EventSink,
+    display: ProgressDisplay,
+    closers: list[Any],
+    search_all: bool,
+) -> None:
+    from comfyfixer.agent import build_agent, build_reviewer, check_endpoint
+
+    status = check_endpoint(settings)
+    display(status.notice())
+    agent = build_agent(settings, finder, status=status, sink=forward)
+    reviewer = build_reviewer(settings, status=status)
+    for item in (agent, reviewer):
+        if item is not None:
+            closers.append(item)
+    stages.agent = agent
+    stages.reviewer = reviewer
+    if reviewer is None:
+        why = status.reason if status.configured else "no LLM endpoint configured"
+        stages.reviewer_skip_reason = f"LLM verification skipped: {why} (deterministic checks only)"
+    if search_all and agent is None:
+        from comfyfixer.events import Notice
+
+        display(
+            Notice(
+                "--search llm asked for the LLM agent, but it is unavailable: direct sources only", "warning"
+            )
+        )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill <pid>` stops the run the way Ctrl-C does: downloads stopped, state saved, exit 130."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------- the question
+
+
+def _confirmed(report: ScanReport, json_output: bool) -> bool:
+    console = stderr_console() if json_output else stdout_console()
+    targets = [report.target_dir(m) for m in report.missing]
+    console.print(plan_table(report.missing, targets=targets))
+    if not sys.stdin.isatty():
+        notice("Not asking: no terminal to answer on. Run again with --yes to download these models.")
+        return False
+    while True:
+        try:
+            answer = console.input("Proceed? [y/n/v] ").strip().lower()
+        except EOFError:
+            answer = "n"
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("n", "no", "q"):
+            notice("Nothing downloaded.")
+            return False
+        if answer in ("v", "view"):
+            console.print(plan_table(report.missing, targets=targets, verbose=True))
+
+
+def _not_confirmed(model: MissingModel) -> ModelResult:
+    return ModelResult(
+        name=model.name,
+        directory=model.directory,
+        outcome="skipped",
+        reason="not confirmed: run again with --yes",
+        workflows=list(model.workflows),
+    )
+
+
+# ---------------------------------------------------------------- the summary
+
+_STYLE = {
+    "downloaded": "green",
+    "already_present": "green",
+    "planned": "cyan",
+    "ambiguous": "yellow",
+    "not_found": "red",
+    "source_error": "red",
+    "download_failed": "red",
+    "verify_failed": "bold red",
+    "skipped": "yellow",
+}
+
+
+def _print_summary(console: Console, result: RunResult, settings: Settings, log_path: Path) -> None:
+    table = Table(title=f"models ({len(result.results)})", title_justify="left")
+    table.add_column("model", overflow="fold")
+    table.add_column("folder")
+    table.add_column("outcome")
+    table.add_column("details", overflow="fold")
+    for r in result.results:
+        details = r.reason if not r.ok else (short_path(r.path) or r.reason)
+        if r.outcome == "ambiguous" and r.candidates:
+            details += "\n" + "\n".join(f"  {c.source}: {c.url}" for c in r.candidates[:5])
+        table.add_row(
+            Text(r.name), Text(r.directory or "?"), Text(r.outcome, style=_STYLE[r.outcome]), Text(details)
+        )
+    console.print(table)
+    for v in result.verifications:
+        llm = "LLM + deterministic" if v.llm else v.reason
+        bad = sum(1 for x in v.verdicts if x.verdict == "suspicious")
+        console.print(
+            f"verification pass over {len(v.models)} file(s): {llm}" + (f", {bad} suspicious" if bad else "")
+        )
+    c = counts(result.results)
+    parts = [f"{c[k]} {k.replace('_', ' ')}" for k in _STYLE if c[k]]
+    console.print(
+        Text(", ".join(parts) + f"; {c['scripts']} script(s) in {short_path(str(settings.output_dir))}/")
+    )
+    console.print(f"log: {short_path(str(log_path))}")

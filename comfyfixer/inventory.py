@@ -1,0 +1,417 @@
+"""The local install: which directories hold each folder key, which files they hold, and where a name is.
+
+`Inventory.load` replicates ComfyUI's folder registry offline (comfyui-formats.md §2, §5): the default
+directories of every key, every sub-folder of `<root>/models` as a key, `extra_model_paths.yaml` sections
+and the output-dir extras. Each directory tree is walked once; lookups are then set and dict probes, so
+classifying tens of thousands of references costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comfyfixer import folders
+from comfyfixer.errors import InputError
+from comfyfixer.models import Reference, Status, base_name, normalise_name
+
+log = logging.getLogger(__name__)
+
+# Files a download leaves behind before it is verified (ours and common tools'); never models.
+TEMP_SUFFIXES = (".part", ".rejected", ".tmp", ".partial", ".incomplete", ".crdownload", ".aria2")
+# ComfyUI's embedding loader tries the name as given, then these; lora names from prompt text lack
+# the extension too, so the same rule serves every extension-less name.
+IMPLIED_EXTENSIONS = (".safetensors", ".pt", ".bin", ".ckpt", ".pth", ".sft", ".gguf")
+# Where ComfyUI's save nodes write merged models (main.py adds them as extra, non-default paths).
+OUTPUT_EXTRAS = {
+    "checkpoints": "output/checkpoints",
+    "text_encoders": "output/clip",
+    "vae": "output/vae",
+    "diffusion_models": "output/diffusion_models",
+    "loras": "output/loras",
+}
+# Names so common inside repo snapshots that a copy in another folder is not evidence of anything.
+GENERIC_NAMES = frozenset(
+    {
+        "model.safetensors",
+        "model.bin",
+        "model.pt",
+        "model.pth",
+        "model.ckpt",
+        "model.onnx",
+        "pytorch_model.bin",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.bin",
+        "adapter_model.safetensors",
+        "adapter_model.bin",
+    }
+)
+# YAML keys that name non-model folders.
+NON_MODEL_KEYS = frozenset({"custom_nodes", "base_path", "is_default"})
+
+_HINT_ROOT = (
+    "Pass --comfyui with the ComfyUI folder (the one holding main.py and models/), or set COMFYUI_PATH."
+)
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden entries (`.git`, `.DS_Store`, our temp files) and unfinished downloads."""
+    return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
+
+
+def iter_tree(root: str) -> Iterator[tuple[str, bool]]:
+    """Yield `(path, is_dir)` for every entry under `root`, following symlinks without looping.
+
+    Hidden and temporary entries are skipped. A directory is entered only if it is not one of its own
+    ancestors (compared by device and inode), so a symlink back up the tree cannot loop forever.
+    Unreadable directories are logged and skipped.
+    """
+    try:
+        st = os.stat(root)
+    except OSError:
+        return
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset({(st.st_dev, st.st_ino)}))]
+    while stack:
+        directory, ancestors = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", directory, exc.strerror or exc)
+            continue
+        for entry in entries:
+            if is_ignored(entry.name):
+                continue
+            try:
+                if entry.is_dir():
+                    est = entry.stat()  # of the target when it is a symlink: that is what could loop
+                    ident = (est.st_dev, est.st_ino)
+                    if ident in ancestors:
+                        log.info("skipping symlink loop at %s", entry.path)
+                        continue
+                    yield entry.path, True
+                    stack.append((entry.path, ancestors | {ident}))
+                elif entry.is_file():
+                    yield entry.path, False
+            except OSError:
+                continue  # a broken symlink or an entry that vanished while we looked
+
+
+def _abs(path: Path) -> str:
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _is_under(path: str, root: str) -> bool:
+    """Whether `path` is inside `root` and reachable by a walk of `root` (no hidden component between)."""
+    if path == root:
+        return True
+    prefix = root.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return False
+    return not any(part.startswith(".") for part in path[len(prefix) :].split(os.sep))
+
+
+@dataclass(slots=True)
+class _Registry:
+    """Folder key -> ordered directories, and the `is_default` target of each key."""
+
+    dirs: dict[str, list[str]] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, path: str, *, is_default: bool = False) -> None:
+        key = folders.canonical(key)
+        paths = self.dirs.setdefault(key, [])
+        if path in paths:
+            if is_default:
+                paths.remove(path)
+                paths.insert(0, path)
+        elif is_default:
+            paths.insert(0, path)
+        else:
+            paths.append(path)
+        if is_default:
+            self.targets.setdefault(key, path)
+
+
+def _yaml_error(path: Path, line: int | None, what: str) -> InputError:
+    where = f"{path}:{line}" if line else str(path)
+    return InputError(
+        f"{where}: {what}",
+        path=str(path),
+        hint="Fix that line of the extra model paths file (see ComfyUI's extra_model_paths.yaml.example).",
+    )
+
+
+def _load_yaml(path: Path, registry: _Registry) -> None:
+    """Apply one extra_model_paths.yaml with the rules of ComfyUI's `utils/extra_config.py`."""
+    import yaml  # only when a YAML file exists: keeps the scan's start-up lean
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", path=str(path)) from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return
+        if not isinstance(root, yaml.MappingNode):
+            raise _yaml_error(path, root.start_mark.line + 1, "expected sections of `key: path` entries")
+        yaml_dir = os.path.dirname(os.path.abspath(path))
+        for section_key, section in root.value:
+            if isinstance(section, yaml.ScalarNode) and loader.construct_object(section) is None:
+                continue  # an empty section is skipped, as ComfyUI does
+            if not isinstance(section, yaml.MappingNode):
+                name = loader.construct_object(section_key)
+                raise _yaml_error(
+                    path, section.start_mark.line + 1, f"section {name!r} must hold `key: path` entries"
+                )
+            entries: list[tuple[str, Any, int]] = []
+            for key_node, value_node in section.value:
+                key = loader.construct_object(key_node)
+                entries.append(
+                    (str(key), loader.construct_object(value_node, deep=True), key_node.start_mark.line + 1)
+                )
+            _apply_section(path, yaml_dir, entries, registry)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _yaml_error(
+            path, mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}"
+        ) from exc
+    finally:
+        loader.dispose()
+
+
+def _apply_section(
+    path: Path, yaml_dir: str, entries: list[tuple[str, Any, int]], registry: _Registry
+) -> None:
+    values = {key: (value, line) for key, value, line in entries}
+    base: str | None = None
+    if "base_path" in values:
+        raw, line = values["base_path"]
+        if not isinstance(raw, str):
+            raise _yaml_error(path, line, "base_path must be a path")
+        base = os.path.expandvars(os.path.expanduser(raw.strip()))
+        if not os.path.isabs(base):
+            base = os.path.join(yaml_dir, base)
+    is_default = False
+    if "is_default" in values:
+        flag, line = values["is_default"]
+        if not isinstance(flag, bool):
+            raise _yaml_error(path, line, "is_default must be true or false")
+        is_default = flag
+    for key, (value, line) in values.items():
+        if key in NON_MODEL_KEYS:
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _yaml_error(
+                path,
+                line,
+                f"{key!r} must be a path or a `|` block with one path per line (lists are not read)",
+            )
+        for raw_line in value.split("\n"):
+            entry = raw_line.strip()
+            if not entry:
+                continue
+            full = os.path.join(base, entry) if base else entry
+            if not os.path.isabs(full):
+                full = os.path.join(yaml_dir, full)
+            registry.add(key, os.path.normpath(full), is_default=is_default)
+
+
+class Inventory:
+    """What is installed: folder key -> directories, and an index of every file and folder under them."""
+
+    def __init__(self, root: Path, registry: _Registry, models_dir: str) -> None:
+        self.root = root
+        self._registry = registry
+        self._models_dir = models_dir
+        self._files: set[str] = set()
+        self._dirs: set[str] = set()
+        self._files_lower: dict[str, str] = {}
+        self._dirs_lower: dict[str, str] = {}
+        self._by_base: dict[str, list[str]] = {}
+        self._memo: dict[tuple[str | None, str], tuple[Status, str | None]] = {}
+        self._roots = self._top_roots()
+        for top in self._roots:
+            self._index(top)
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def load(cls, comfyui_root: Path, extra_yaml: Sequence[Path] = ()) -> Inventory:
+        """Read the install at `comfyui_root` (plus any extra YAML files) and index every model file."""
+        root = Path(os.path.expanduser(str(comfyui_root)))
+        if not root.is_dir():
+            what = "does not exist" if not root.exists() else "is not a folder"
+            raise InputError(f"ComfyUI folder {comfyui_root} {what}", path=str(comfyui_root), hint=_HINT_ROOT)
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise InputError(
+                f"ComfyUI folder {comfyui_root} is not readable", path=str(comfyui_root), hint=_HINT_ROOT
+            )
+        models = root / "models"
+        if not models.is_dir():
+            raise InputError(
+                f"{comfyui_root} has no models/ folder, so it does not look like a ComfyUI install",
+                path=str(comfyui_root),
+                hint=(
+                    f"That looks like the models folder itself: pass its parent, {root.parent}."
+                    if root.name == "models" and (root / "checkpoints").is_dir()
+                    else _HINT_ROOT
+                ),
+            )
+        root_abs = _abs(root)
+        models_abs = _abs(models)
+        registry = _Registry()
+        for key in folders.DEFAULT_DIRS:
+            for rel in folders.default_dirs(key):
+                registry.add(key, os.path.join(root_abs, *rel.split("/")))
+        # Every sub-folder of models/ is a folder key to ComfyUI once a pack registers it; treat it as one.
+        try:
+            with os.scandir(models_abs) as it:
+                subdirs = sorted(e.name for e in it if not is_ignored(e.name) and e.is_dir())
+        except OSError as exc:
+            raise InputError(f"cannot list {models}: {exc.strerror or exc}", path=str(models)) from exc
+        for name in subdirs:
+            key = folders.canonical(name)
+            path = os.path.join(models_abs, name)
+            if path not in registry.dirs.get(key, ()):
+                registry.add(key, path)
+        own_yaml = root / "extra_model_paths.yaml"
+        if own_yaml.is_file():
+            _load_yaml(own_yaml, registry)
+        for yaml_path in extra_yaml:
+            if not yaml_path.is_file():
+                raise InputError(f"extra model paths file {yaml_path} does not exist", path=str(yaml_path))
+            _load_yaml(yaml_path, registry)
+        for key, rel in OUTPUT_EXTRAS.items():
+            registry.add(key, os.path.join(root_abs, *rel.split("/")))
+        return cls(root, registry, models_abs)
+
+    def _top_roots(self) -> list[str]:
+        """The smallest set of directories whose walks cover every directory of every key."""
+        candidates = {self._models_dir}
+        for paths in self._registry.dirs.values():
+            candidates.update(paths)
+        tops: list[str] = []
+        for path in sorted(candidates, key=len):
+            if not any(_is_under(path, top) for top in tops):
+                tops.append(path)
+        return tops
+
+    def _index(self, top: str) -> None:
+        files, dirs, by_base = self._files, self._dirs, self._by_base
+        files_lower, dirs_lower = self._files_lower, self._dirs_lower
+        for path, is_dir in iter_tree(top):
+            if is_dir:
+                dirs.add(path)
+                dirs_lower.setdefault(path.lower(), path)
+                continue
+            files.add(path)
+            lowered = path.lower()
+            files_lower.setdefault(lowered, path)
+            by_base.setdefault(lowered.rsplit(os.sep, 1)[-1], []).append(path)
+
+    # ---------------------------------------------------------------- queries
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self._registry.dirs)
+
+    @property
+    def file_count(self) -> int:
+        return len(self._files)
+
+    def dirs_for(self, directory_key: str) -> list[Path]:
+        """Every directory of a folder key (aliases accepted), in ComfyUI's lookup order."""
+        return [Path(p) for p in self._dir_strs(folders.canonical(directory_key))]
+
+    def _dir_strs(self, key: str) -> list[str]:
+        paths = self._registry.dirs.get(key)
+        if paths is None:  # a key nothing registered: ComfyUI would look in models/<key>
+            paths = [os.path.join(self._models_dir, *key.split("/"))]
+        return paths
+
+    def target_dir(self, directory_key: str) -> Path:
+        """Where a new file of this key is downloaded: the first `is_default` YAML dir, else models/<key>."""
+        key = folders.canonical(directory_key)
+        target = self._registry.targets.get(key)
+        if target is not None:
+            return Path(target)
+        return Path(_abs(self.root)).joinpath(*folders.download_dir(key).split("/"))
+
+    @property
+    def models_roots(self) -> list[Path]:
+        """Every directory tree that holds models; a download path must stay inside one of them."""
+        return [Path(p) for p in self._roots]
+
+    def locate(self, directory: str | None, name: str) -> tuple[Status, str | None]:
+        """Classify one name: ("present" | "misplaced" | "missing", the path where it was found)."""
+        # Big scans name the same few hundred models thousands of times; the index never changes.
+        key = (directory, name)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._locate(directory, name)
+        return found
+
+    def _locate(self, directory: str | None, name: str) -> tuple[Status, str | None]:
+        clean = normalise_name(name)
+        if not clean or any(part == ".." for part in clean.split("/")):
+            return "missing", None  # a name that climbs out of its folder is never installed
+        variants = _variants(clean)
+        keys: Iterable[str] = self._registry.dirs if directory is None else [folders.canonical(directory)]
+        dir_paths = [d for key in keys for d in self._dir_strs(key)]
+        found = self._exact(dir_paths, variants, as_dir=not folders.is_model_file(clean))
+        if found is not None:
+            return "present", found
+        if directory is None:
+            return "missing", None
+        found = self._elsewhere(dir_paths, variants)
+        return ("misplaced", found) if found is not None else ("missing", None)
+
+    def classify(self, ref: Reference) -> None:
+        """Set `ref.status` and `ref.local_path` from this inventory."""
+        ref.status, ref.local_path = self.locate(ref.directory, ref.name)
+
+    def _exact(self, dir_paths: list[str], variants: list[str], *, as_dir: bool) -> str | None:
+        for variant in variants:
+            parts = variant.split("/")
+            for d in dir_paths:
+                path = os.path.join(d, *parts)
+                if path in self._files or (as_dir and path in self._dirs):
+                    return path
+        return None
+
+    def _elsewhere(self, dir_paths: list[str], variants: list[str]) -> str | None:
+        """Another case in the right folder, else the same base name in another sub-folder or folder key."""
+        for variant in variants:
+            parts = variant.split("/")
+            for d in dir_paths:
+                lowered = os.path.join(d, *parts).lower()
+                hit = self._files_lower.get(lowered) or self._dirs_lower.get(lowered)
+                if hit is not None:
+                    return hit
+        for variant in variants:
+            base = base_name(variant).lower()
+            if base in GENERIC_NAMES:
+                continue  # every HF snapshot has one: a copy elsewhere says nothing about this model
+            paths = self._by_base.get(base)
+            if paths:
+                # Prefer a copy inside the key's own directories (another sub-folder) over another key.
+                own = [p for p in paths if any(_is_under(p, d) for d in dir_paths)]
+                return sorted(own or paths)[0]
+        return None
+
+
+def _variants(name: str) -> list[str]:
+    """The names ComfyUI would try for `name`: as is, then with a model extension when it has none."""
+    if folders.is_model_file(name):
+        return [name]
+    return [name, *(name + ext for ext in IMPLIED_EXTENSIONS)]

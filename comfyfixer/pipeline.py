@@ -1,0 +1,635 @@
+"""The incremental loop: search → script → download in the background → verify → review in batches.
+
+Owns the order and the overlap. One search thread works through the plan in order and stays at
+most `jobs` models ahead of the downloads; the main thread starts each found model's script at once
+when a download slot is free, polls the running scripts (progress, `status.json`), and hands every
+finished file to a verify thread, which also runs the review pass after every `batch_size`
+verified files (counted across the run; the remainder at the end). So a search, several downloads
+and a hash check really run at the same time, while every state file is written by one thread.
+
+Every stage is an injected collaborator (the Protocols in `comfyfixer.stages`); `comfyfixer.wiring`
+builds the real ones. Ctrl-C stops the scripts (their process groups), keeps `.part` files, saves state and
+returns a result marked interrupted; the CLI turns that into exit 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from comfyfixer import events
+from comfyfixer.errors import ComfyFixerError, redact
+from comfyfixer.models import Candidate, MissingModel, Outcome, Resolution, VerifyReport
+from comfyfixer.report import ModelResult, VerificationBatch
+from comfyfixer.stages import DownloadProcess, Reviewer, ScriptOutcome, Stages
+from comfyfixer.state.counter import ScriptCounter
+from comfyfixer.state.store import (
+    DownloadedModels,
+    DownloadRecord,
+    StatusEntry,
+    StatusFile,
+    model_key,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+_SEARCH_FAILURES: dict[str, Outcome] = {
+    "ambiguous": "ambiguous",
+    "not_found": "not_found",
+    "source_error": "source_error",
+    "found": "not_found",
+}
+SPEED_WINDOW = 5.0  # seconds of samples behind the speed shown (and the ETA)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    jobs: int = 2
+    dry_run: bool = False
+    batch_size: int = 6
+    poll_interval: float = 0.1
+    agent_for_all: bool = False  # `--search llm`: the agent sees every model, not only the hard ones
+
+
+@dataclass
+class RunResult:
+    results: list[ModelResult]
+    verifications: list[VerificationBatch]
+    interrupted: bool = False
+    notices: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- internal messages
+
+
+@dataclass
+class _Running:
+    index: int
+    model: MissingModel
+    candidate: Candidate
+    process: DownloadProcess
+    script: Path
+    destination: Path
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def speed(self, now: float, done: int) -> float:
+        """Bytes per second over the last SPEED_WINDOW seconds; bytes there before a resume do not count."""
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= SPEED_WINDOW:
+            self.samples.popleft()
+        then, before = self.samples[0]
+        return max(done - before, 0) / (now - then) if now > then else 0.0
+
+
+@dataclass
+class _SearchStarted:
+    index: int
+
+
+@dataclass
+class _SearchDone:
+    index: int
+    resolution: Resolution
+
+
+@dataclass
+class _SearchEnd:
+    error: BaseException | None = None
+
+
+@dataclass
+class _Verified:
+    index: int
+    result: ModelResult
+    report: VerifyReport | None
+
+
+@dataclass
+class _Reviewed:
+    batch: VerificationBatch
+
+
+@dataclass
+class _Forward:
+    event: events.Event
+
+
+_Message = _SearchStarted | _SearchDone | _SearchEnd | _Verified | _Reviewed | _Forward
+
+
+class Pipeline:
+    """Runs the loop over a plan of missing models; one instance per run."""
+
+    def __init__(
+        self,
+        stages: Stages,
+        *,
+        output_dir: Path,
+        log_dir: Path,
+        options: LoopOptions | None = None,
+        sink: events.EventSink = events.null_sink,
+        counter: ScriptCounter | None = None,
+        downloaded: DownloadedModels | None = None,
+        status: StatusFile | None = None,
+    ) -> None:
+        self.stages = stages
+        self.output_dir = output_dir
+        self.log_dir = log_dir
+        self.options = options or LoopOptions()
+        self.sink = sink
+        self.counter = counter or ScriptCounter(output_dir)
+        self.downloaded = downloaded or DownloadedModels(output_dir)
+        self.status = status or StatusFile(output_dir)
+        self._inbox: queue.Queue[_Message] = queue.Queue()
+        self._stop = threading.Event()
+        # Searches may run at most `jobs` models ahead of the downloads (none in a dry run).
+        self._lookahead = threading.Semaphore(max(1, self.options.jobs))
+        self._work: queue.Queue[Callable[[], _Message] | None] = queue.Queue()
+        self._results: dict[int, ModelResult] = {}
+        self._verifications: list[VerificationBatch] = []
+        self._batch: list[VerifyReport] = []
+        self._outstanding = 0
+        self._total = 0
+        self._status_warned = False
+
+    def forward(self, event: events.Event) -> None:
+        """An `EventSink` for collaborators on worker threads (the agent): shown from the main thread."""
+        self._inbox.put(_Forward(event))
+
+    # ------------------------------------------------------------ entry point
+
+    def run(self, models: list[MissingModel]) -> RunResult:
+        self._total = len(models)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        known = {r.key: r for r in self.downloaded.load()}
+        to_search: list[tuple[int, MissingModel]] = []
+        for index, model in enumerate(models):
+            record = known.get(model_key(model.directory, model.name))
+            if record is not None and record.file_intact():
+                self._finish(index, model, _present(model, record))
+            else:
+                self._set_status(model, "queued")
+                to_search.append((index, model))
+        self._flush_status(force=True)
+        verifier = threading.Thread(target=self._verify_worker, name="comfyfixer-verify", daemon=True)
+        searcher = threading.Thread(
+            target=self._search_worker, args=(to_search,), name="comfyfixer-search", daemon=True
+        )
+        verifier.start()
+        searcher.start()
+        running: dict[int, _Running] = {}
+        interrupted = False
+        try:
+            self._loop(models, running)
+        except KeyboardInterrupt:
+            interrupted = True
+            self._interrupt(models, running)
+        except BaseException:
+            # Never leave orphan downloads behind an unexpected error; their .part files stay.
+            self._interrupt(models, running)
+            raise
+        finally:
+            self._stop.set()
+            self._work.put(None)
+            self._flush_status(force=True)
+        ordered = [self._results[i] for i in sorted(self._results)]
+        return RunResult(
+            ordered,
+            list(self._verifications),
+            interrupted,
+            list(self.downloaded.warnings + self.status.warnings),
+        )
+
+    # ------------------------------------------------------------ main thread
+
+    def _loop(self, models: list[MissingModel], running: dict[int, _Running]) -> None:
+        pending: deque[tuple[int, Resolution]] = deque()
+        searching = True
+        while True:
+            try:
+                message: _Message | None = self._inbox.get(timeout=self.options.poll_interval)
+            except queue.Empty:
+                message = None
+            while message is not None:
+                if isinstance(message, _SearchEnd):
+                    searching = False
+                    if message.error is not None:
+                        raise message.error
+                else:
+                    self._handle(message, models, pending)
+                try:
+                    message = self._inbox.get_nowait()
+                except queue.Empty:
+                    message = None
+            while pending and (self.options.dry_run or len(running) < max(1, self.options.jobs)):
+                index, resolution = pending.popleft()
+                self._start(index, resolution, running)
+                self._release_lookahead()
+            self._poll(running)
+            if not searching and not pending and not running and self._outstanding == 0:
+                if self._batch:
+                    self._submit_review()
+                    continue
+                break
+            self._flush_status()
+
+    def _flush_status(self, *, force: bool = False) -> None:
+        # status.json is a display aid: failing to write it (full disk, lock held) must not stop downloads.
+        try:
+            self.status.flush(force=force)
+        except (ComfyFixerError, OSError) as exc:
+            if not self._status_warned:
+                self._status_warned = True
+                log.warning("cannot update %s: %s", self.status.path, _why(exc))
+
+    def _release_lookahead(self) -> None:
+        if not self.options.dry_run:
+            self._lookahead.release()
+
+    def _handle(
+        self, message: _Message, models: list[MissingModel], pending: deque[tuple[int, Resolution]]
+    ) -> None:
+        if isinstance(message, _SearchStarted):
+            model = models[message.index]
+            self._set_status(model, "searching")
+            self.sink(events.SearchStarted(message.index + 1, self._total, model.name, model.directory))
+        elif isinstance(message, _SearchDone):
+            res = message.resolution
+            cand = res.candidate
+            self.sink(
+                events.SearchFinished(
+                    message.index + 1,
+                    self._total,
+                    res.model.name,
+                    res.outcome,
+                    cand.source if cand else None,
+                    res.reason,
+                )
+            )
+            if res.outcome == "found" and cand is not None:
+                pending.append((message.index, res))
+            else:
+                outcome = _SEARCH_FAILURES.get(res.outcome, "not_found")
+                self._finish(
+                    message.index,
+                    res.model,
+                    ModelResult(
+                        name=res.model.name,
+                        directory=res.model.directory,
+                        outcome=outcome,
+                        reason=res.reason or outcome.replace("_", " "),
+                        candidates=list(res.candidates),
+                        workflows=list(res.model.workflows),
+                    ),
+                )
+                self._release_lookahead()
+        elif isinstance(message, _Verified):
+            self._outstanding -= 1
+            self._finish(message.index, models[message.index], message.result)
+            if message.report is not None:
+                self._batch.append(message.report)
+                if len(self._batch) >= self.options.batch_size:
+                    self._submit_review()
+        elif isinstance(message, _Reviewed):
+            self._outstanding -= 1
+            self._record_review(message.batch)
+        elif isinstance(message, _Forward):
+            self.sink(message.event)
+
+    def _start(self, index: int, res: Resolution, running: dict[int, _Running]) -> None:
+        model, cand = res.model, res.candidate
+        assert cand is not None
+        base = ModelResult(
+            name=model.name,
+            directory=model.directory,
+            outcome="skipped",
+            source=cand.source,
+            url=cand.url,
+            sha256=cand.sha256,
+            size=cand.size,
+            candidates=list(res.candidates),
+            workflows=list(model.workflows),
+        )
+        try:
+            destination = self.stages.placement.destination(model, cand)
+        except ComfyFixerError as exc:
+            base.reason = exc.message
+            self._finish(index, model, base)
+            return
+        base.path = str(destination)
+        try:
+            script = self.counter.create_script(
+                lambda n: self.stages.scripts.render(n, model, cand, destination)
+            )
+        except (ComfyFixerError, OSError) as exc:
+            base.outcome, base.reason = "download_failed", f"could not write the download script: {_why(exc)}"
+            self._finish(index, model, base)
+            return
+        base.script = str(script.path)
+        if self.options.dry_run:
+            base.outcome, base.reason = "planned", f"script written: {script.path.name}"
+            self._finish(index, model, base)
+            return
+        try:
+            process = self.stages.launcher.start(
+                script.path, log_path=self.log_dir / f"{script.path.stem}.log", dest=destination
+            )
+        except (ComfyFixerError, OSError) as exc:
+            base.outcome, base.reason = "download_failed", f"could not start {script.path.name}: {_why(exc)}"
+            self._finish(index, model, base)
+            return
+        running[index] = _Running(index, model, cand, process, script.path, destination)
+        running[index].speed(time.monotonic(), _safe_bytes(process))
+        self._set_status(model, "downloading", pid=process.pid, total=cand.size, script=script.path.name)
+        self.sink(
+            events.DownloadStarted(
+                model_key(model.directory, model.name),
+                model.name,
+                str(script.path),
+                f"{destination}.part",
+                cand.size,
+            )
+        )
+        log.info("started %s (pid %s) for %s", script.path.name, process.pid, model.name)
+
+    def _poll(self, running: dict[int, _Running]) -> None:
+        now = time.monotonic()
+        for index in list(running):
+            item = running[index]
+            code = item.process.poll()
+            done = _safe_bytes(item.process)
+            speed = item.speed(now, done)
+            total = item.candidate.size
+            eta = (total - done) / speed if total and speed > 0 and total >= done else None
+            key = model_key(item.model.directory, item.model.name)
+            if code is None:
+                self._set_status(
+                    item.model,
+                    "downloading",
+                    pid=item.process.pid,
+                    total=total,
+                    script=item.script.name,
+                    bytes_done=done,
+                    speed=speed,
+                    eta=eta,
+                )
+                self.sink(events.DownloadProgress(key, item.model.name, done, total, speed, eta))
+                continue
+            del running[index]
+            base = ModelResult(
+                name=item.model.name,
+                directory=item.model.directory,
+                outcome="download_failed",
+                source=item.candidate.source,
+                url=item.candidate.url,
+                sha256=item.candidate.sha256,
+                size=item.candidate.size,
+                script=str(item.script),
+                path=str(item.destination),
+                workflows=list(item.model.workflows),
+            )
+            outcome = item.process.result()
+            if outcome.returncode != 0:
+                base.reason = _failure_reason(outcome)
+                self.sink(events.DownloadFinished(key, item.model.name, "download_failed", base.reason))
+                self._finish(index, item.model, base)
+                continue
+            self._set_status(item.model, "verifying", bytes_done=done, total=total, script=item.script.name)
+            self.sink(events.DownloadFinished(key, item.model.name, "verifying", ""))
+            self._outstanding += 1
+            reported = item.process.reported_sha256
+            self._work.put(functools.partial(self._verify, item, base, reported))
+
+    def _submit_review(self) -> None:
+        batch, self._batch = self._batch, []
+        reviewer = self.stages.reviewer
+        names = [r.name for r in batch]
+        if reviewer is None:
+            self._record_review(VerificationBatch(names, llm=False, reason=self.stages.reviewer_skip_reason))
+            return
+        self._outstanding += 1
+        self._work.put(lambda: _Reviewed(_review(reviewer, batch)))
+
+    def _record_review(self, batch: VerificationBatch) -> None:
+        self._verifications.append(batch)
+        suspicious = [v for v in batch.verdicts if v.verdict == "suspicious"]
+        for verdict in suspicious:
+            for result in self._results.values():
+                if result.name == verdict.name and result.outcome == "downloaded":
+                    note = f"LLM review: suspicious: {verdict.reason}"
+                    result.reason = f"{result.reason}; {note}" if result.reason else note
+        self.sink(events.VerificationPass(len(batch.models), batch.llm, len(suspicious), batch.reason))
+        log.info(
+            "verification pass over %d file(s): llm=%s suspicious=%d %s",
+            len(batch.models),
+            batch.llm,
+            len(suspicious),
+            batch.reason,
+        )
+
+    def _finish(self, index: int, model: MissingModel, result: ModelResult) -> None:
+        self._results[index] = result
+        state = "done" if result.ok else "failed"
+        self._set_status(
+            model, state, reason=result.reason, script=Path(result.script).name if result.script else None
+        )
+        self.sink(events.ModelDone(index + 1, self._total, model.name, result.outcome, result.reason))
+        log.info(
+            "[%d/%d] %s: %s %s", index + 1, self._total, model.name, result.outcome, redact(result.reason)
+        )
+
+    def _set_status(
+        self,
+        model: MissingModel,
+        state: str,
+        *,
+        pid: int | None = None,
+        total: int | None = None,
+        script: str | None = None,
+        bytes_done: int = 0,
+        speed: float = 0.0,
+        eta: float | None = None,
+        reason: str = "",
+    ) -> None:
+        key = model_key(model.directory, model.name)
+        previous = self.status.get(key)
+        self.status.set(
+            StatusEntry(
+                key=key,
+                name=model.name,
+                directory=model.directory,
+                state=state,
+                bytes=bytes_done or (previous.bytes if previous else 0),
+                total=total if total is not None else (previous.total if previous else None),
+                speed=speed,
+                eta=eta,
+                pid=pid,
+                script=script or (previous.script if previous else None),
+                reason=redact(reason),
+            )
+        )
+
+    def _interrupt(self, models: list[MissingModel], running: dict[int, _Running]) -> None:
+        self._stop.set()
+        for item in running.values():
+            with contextlib.suppress(OSError, ComfyFixerError):
+                item.process.terminate()
+            self._set_status(
+                item.model,
+                "interrupted",
+                bytes_done=_safe_bytes(item.process),
+                total=item.candidate.size,
+                script=item.script.name,
+                reason="interrupted; the .part file was kept for resume",
+            )
+        for index, model in enumerate(models):
+            if index not in self._results:
+                self._results[index] = ModelResult(
+                    name=model.name,
+                    directory=model.directory,
+                    outcome="skipped",
+                    reason="interrupted before this model finished; run again to resume",
+                    path=str(running[index].destination) if index in running else None,
+                    script=str(running[index].script) if index in running else None,
+                    workflows=list(model.workflows),
+                )
+                if index not in running:
+                    self._set_status(model, "interrupted", reason="interrupted")
+        log.warning("interrupted: %d download(s) stopped, partial files kept", len(running))
+
+    # ------------------------------------------------------------ worker threads
+
+    def _search_worker(self, to_search: list[tuple[int, MissingModel]]) -> None:
+        try:
+            for index, model in to_search:
+                if not self.options.dry_run:
+                    while not self._lookahead.acquire(timeout=0.2):
+                        if self._stop.is_set():
+                            return
+                if self._stop.is_set():
+                    return
+                self._inbox.put(_SearchStarted(index))
+                self._inbox.put(_SearchDone(index, self._search(model)))
+        except BaseException as exc:  # reported to the main thread, which re-raises it
+            self._inbox.put(_SearchEnd(exc))
+            return
+        self._inbox.put(_SearchEnd())
+
+    def _search(self, model: MissingModel) -> Resolution:
+        try:
+            res = self.stages.finder.find(model)
+        except ComfyFixerError as exc:
+            res = Resolution(model, "source_error", reason=exc.message)
+        agent = self.stages.agent
+        hard = res.outcome in ("not_found", "ambiguous") or self.options.agent_for_all
+        if agent is not None and hard and not self._stop.is_set():
+            try:
+                res = agent.search(model, res)
+            except ComfyFixerError as exc:
+                res.reason = f"{res.reason}; LLM search failed: {exc.message}".lstrip("; ")
+        return res
+
+    def _verify_worker(self) -> None:
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            self._inbox.put(job())
+
+    def _verify(self, item: _Running, base: ModelResult, reported: str | None) -> _Verified:
+        try:
+            report = self.stages.checker.verify(item.model, item.candidate, item.destination, reported)
+        except (ComfyFixerError, OSError) as exc:
+            report = VerifyReport(
+                item.model.name, item.model.directory, str(item.destination), False, _why(exc)
+            )
+        if not report.ok:
+            where = None
+            with contextlib.suppress(ComfyFixerError, OSError):
+                where = (
+                    self.stages.checker.quarantine(item.destination) if item.destination.exists() else None
+                )
+            base.outcome = "verify_failed"
+            base.reason = report.reason + (f" (moved to {where})" if where else "")
+            return _Verified(item.index, base, report)
+        base.outcome = "downloaded"
+        base.sha256 = report.sha256 or base.sha256
+        base.size = report.size if report.size is not None else base.size
+        try:
+            self.downloaded.record(
+                DownloadRecord(
+                    name=item.model.name,
+                    directory=item.model.directory,
+                    path=str(item.destination),
+                    url=item.candidate.url,
+                    source=item.candidate.source,
+                    sha256=base.sha256,
+                    size=base.size,
+                    script=item.script.name,
+                    time=utc_now(),
+                )
+            )
+        except (ComfyFixerError, OSError) as exc:
+            base.reason = f"verified, but not recorded in downloaded_models.json: {_why(exc)}"
+        return _Verified(item.index, base, report)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _review(reviewer: Reviewer, batch: list[VerifyReport]) -> VerificationBatch:
+    names = [r.name for r in batch]
+    try:
+        verdicts = reviewer.review(batch)
+    except ComfyFixerError as exc:
+        return VerificationBatch(names, llm=False, reason=f"LLM verification failed: {exc.message}")
+    return VerificationBatch(names, llm=True, verdicts=list(verdicts))
+
+
+def _present(model: MissingModel, record: DownloadRecord) -> ModelResult:
+    return ModelResult(
+        name=model.name,
+        directory=model.directory,
+        outcome="already_present",
+        source=record.source,
+        url=record.url,
+        sha256=record.sha256,
+        size=record.size,
+        script=record.script,
+        path=record.path,
+        reason=f"verified earlier ({record.time or 'unknown time'})",
+        workflows=list(model.workflows),
+    )
+
+
+def _safe_bytes(process: DownloadProcess) -> int:
+    try:
+        return process.bytes_done()
+    except OSError:
+        return 0
+
+
+def _failure_reason(outcome: ScriptOutcome) -> str:
+    """The exit code in words, plus the script's own last message when it said one."""
+    lines = [line.strip() for line in outcome.log_tail.splitlines() if line.strip()]
+    said = [line.removeprefix("comfyfixer: ") for line in lines if line.startswith("comfyfixer: ")]
+    detail = said[-1] if said else ""
+    reason = f"{outcome.reason} (exit {outcome.returncode})"
+    return f"{reason}: {redact(detail)}" if detail else reason
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ComfyFixerError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    return str(exc)

@@ -1,0 +1,341 @@
+"""The resolver chain: hints → verified catalogue → Manager catalogue → Hugging Face → Civitai.
+
+`Finder.find(model)` returns a `Resolution` and never raises for source problems. A file is
+accepted only when its name equals the referenced base name (or the workflow itself pairs the name
+with the URL), one file is singled out (see `decide.py`), and the validator proved its URL serves a
+file. Outcomes: found, ambiguous (candidates attached), not_found (every source answered "no") and
+source_error (a source failed, or the file needs a token / licence acceptance — said how).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from comfyfixer.config import Settings
+from comfyfixer.errors import SourceError
+from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client
+from comfyfixer.models import Candidate, MissingModel, Resolution, base_name
+from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
+from comfyfixer.resolvers.civitai import CivitaiSource
+from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
+from comfyfixer.resolvers.hints import plan_hints
+from comfyfixer.resolvers.queries import relevance
+from comfyfixer.resolvers.urls import LinkTarget
+from comfyfixer.resolvers.validate import ValidationFailed, Validator
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from comfyfixer.resolvers.huggingface import HuggingFaceSource, Publishers
+
+log = logging.getLogger(__name__)
+BREAKER_THRESHOLD = 3  # consecutive failed searches after which a source is skipped for the run
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """Evidence gathered while resolving one model."""
+
+    model: MissingModel
+    evidence: list[str] = field(default_factory=list)
+    auth: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seen: list[Candidate] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.evidence.append(text)
+
+
+class Finder:
+    """Resolves missing models one at a time. Attributes `huggingface`, `civitai`, `catalogue`,
+    `verified` and `validator` are the building blocks the LLM agent's tools use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: httpx.Client,
+        hf_api: HfApi | None,
+        catalogue: Catalogue | None = None,
+        verified: VerifiedCatalogue | None = None,
+        policy: RetryPolicy | None = None,
+        publishers: Publishers | None = None,
+        civitai: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.counter = RequestCounter()
+        self.session = HttpSession(http, policy=policy, counter=self.counter, secrets=settings.secrets)
+        self.catalogue = catalogue or Catalogue(settings, None, None)
+        if self.catalogue.session is None and self.catalogue.settings.catalog_url:
+            self.catalogue.session = self.session
+        self.verified = verified or VerifiedCatalogue(settings, None)
+        self.validator = Validator(settings, self.session)
+        self.huggingface: HuggingFaceSource | None = None
+        if hf_api is not None:
+            from comfyfixer.resolvers.huggingface import HuggingFaceSource
+
+            self.huggingface = HuggingFaceSource(
+                settings, hf_api, counter=self.counter, publishers=publishers
+            )
+        self.civitai: CivitaiSource | None = CivitaiSource(settings, self.session) if civitai else None
+        self._failures: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+
+    @classmethod
+    def create(cls, settings: Settings, *, output_dir: Path, policy: RetryPolicy | None = None) -> Finder:
+        """A Finder with real clients built from settings (the CLI edge calls this once per run)."""
+        import httpx2
+        from huggingface_hub import HfApi, set_client_factory
+
+        from comfyfixer.http import USER_AGENT
+
+        # huggingface_hub's shared client has no timeout by default: a stalled Hub would hang the run.
+        set_client_factory(
+            lambda: httpx2.Client(
+                follow_redirects=True,
+                timeout=httpx2.Timeout(60.0, connect=10.0),
+                headers={"user-agent": USER_AGENT},
+            )
+        )
+        http = build_client()
+        hf_api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False)
+        catalogue = Catalogue(settings, None, output_dir / "cache")
+        verified = VerifiedCatalogue(settings, output_dir / VERIFIED_NAME)
+        return cls(settings, http=http, hf_api=hf_api, catalogue=catalogue, verified=verified, policy=policy)
+
+    def close(self) -> None:
+        log.info(
+            "resolver requests: %d over %d model(s), %.1f per model; by source %s",
+            self.counter.total,
+            self.counter.models,
+            self.counter.average_per_model,
+            dict(self.counter.by_source),
+        )
+        self.http.close()
+
+    def __enter__(self) -> Finder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def average_requests(self) -> float:
+        return self.counter.average_per_model
+
+    # -- building blocks -----------------------------------------------------------------------------
+    def check(self, model: MissingModel, candidate: Candidate, *, check_name: bool = True) -> Candidate:
+        """Validate a candidate for `model`: exact name (unless the workflow paired it), then the URL.
+
+        Raises ValidationFailed. The agent calls this before accepting anything an LLM picked.
+        """
+        if check_name and candidate.filename.lower() != model.file_name.lower():
+            raise ValidationFailed(f"file name {candidate.filename!r} is not {model.file_name!r}")
+        return self.validator.validate(candidate, check_name=check_name)
+
+    def _try(
+        self, attempt: _Attempt, candidates: Iterable[Candidate], *, check_name: bool = True
+    ) -> Candidate | None:
+        """The first candidate that validates; rejections are recorded on the attempt."""
+        for c in candidates:
+            attempt.seen.append(c)
+            try:
+                ok = self.check(attempt.model, c, check_name=check_name)
+            except ValidationFailed as exc:
+                attempt.note(f"rejected {c.source} {c.url}: {exc.reason}")
+                if exc.auth_required:
+                    attempt.auth.append(exc.reason)
+                elif exc.transient:
+                    attempt.errors.append(f"{c.source}: {exc.reason}")
+                continue
+            attempt.note(f"accepted {c.source} {c.url} ({ok.size} bytes)")
+            return ok
+        return None
+
+    def _settle(
+        self,
+        attempt: _Attempt,
+        source: str,
+        candidates: list[Candidate],
+        expected_sha: str | None,
+        trust: Callable[[Candidate], int],
+    ) -> tuple[Candidate | None, list[Candidate], str]:
+        """Decide among one source's candidates: (accepted, ambiguous representatives, reason)."""
+        if not candidates:
+            return None, [], ""
+        model = attempt.model
+        decision = decide(
+            candidates,
+            model.directory,
+            expected_sha256=expected_sha,
+            relevance=lambda c: relevance(model.file_name, c.repo or ""),
+            trust=trust,
+        )
+        attempt.note(f"{source}: {len(candidates)} exact-name candidate(s); {decision.reason}")
+        if decision.winner is not None:
+            group = next(g for g in decision.groups if decision.winner in g)
+            return self._try(attempt, group), [], decision.reason
+        if decision.ambiguous:
+            return None, [g[0] for g in decision.groups], f"{source}: {decision.reason}"
+        return None, [], decision.reason
+
+    def _found(self, attempt: _Attempt, candidate: Candidate, why: str = "") -> Resolution:
+        reason = f"found on {candidate.source}" + (f" ({why})" if why else "")
+        return self._finish(attempt, "found", reason, candidate=candidate)
+
+    def _finish(
+        self,
+        attempt: _Attempt,
+        outcome: str,
+        reason: str,
+        *,
+        candidate: Candidate | None = None,
+        candidates: list[Candidate] | None = None,
+    ) -> Resolution:
+        requests = self.counter.end_model()
+        model = attempt.model
+        resolution = Resolution(
+            model=model,
+            outcome=outcome,  # type: ignore[arg-type]
+            candidate=candidate,
+            candidates=candidates if candidates is not None else ([candidate] if candidate else []),
+            reason=reason,
+            evidence=attempt.evidence,
+            requests=requests,
+        )
+        self.outcomes[outcome] += 1
+        log.info("%s [%s]: %s — %s (%d requests)", model.name, model.directory, outcome, reason, requests)
+        for line in attempt.evidence:
+            log.debug("  %s: %s", model.name, line)
+        return resolution
+
+    def _source_open(self, attempt: _Attempt, source: str) -> bool:
+        if self._failures[source] >= BREAKER_THRESHOLD:
+            text = f"{source} skipped: it failed {self._failures[source]} times in a row this run"
+            attempt.note(text)
+            attempt.errors.append(text)
+            return False
+        return True
+
+    def _record_errors(
+        self, attempt: _Attempt, source: str, errors: list[SourceError], had_answer: bool
+    ) -> None:
+        for exc in errors:
+            attempt.note(f"{source} error: {exc.message}")
+            (attempt.auth if exc.auth_required else attempt.errors).append(exc.message)
+        if errors and not had_answer:
+            self._failures[source] += 1
+        else:
+            self._failures[source] = 0
+
+    # -- the chain -----------------------------------------------------------------------------------
+    def find(self, model: MissingModel) -> Resolution:
+        """Resolve one missing model. Never raises for source problems."""
+        self.counter.begin_model()
+        attempt = _Attempt(model)
+        name = model.file_name
+
+        # 1. The workflow's own hints.
+        plan = plan_hints(model, self.settings)
+        for text in plan.rejected:
+            attempt.note(text)
+        for candidate, check_name in plan.candidates:
+            ok = self._try(attempt, [candidate], check_name=check_name)
+            if ok is not None:
+                return self._found(attempt, ok, candidate.note)
+        for link in plan.links:
+            result = self._from_link(attempt, link, plan.sha256)
+            if result is not None:
+                return result
+
+        # 2. Files this tool verified before, then ComfyUI-Manager's list.
+        ok = self._try(attempt, self.verified.lookup(name, model.directory), check_name=False)
+        if ok is not None:
+            return self._found(attempt, ok, "verified in an earlier run")
+        hits = self.catalogue.lookup(name, model.directory)
+        ok, reps, why = self._settle(attempt, "catalogue", hits, plan.sha256, lambda c: TRUSTED)
+        if ok is not None:
+            return self._found(attempt, ok, why)
+        # An ambiguous catalogue entry is not reported: the hubs publish hashes and may settle it.
+        if self.catalogue.status.startswith("unavailable"):
+            attempt.note(f"catalogue {self.catalogue.status}")
+
+        # 3. Hugging Face.
+        unverified: tuple[list[Candidate], str] = ([], "")
+        if self.huggingface is not None and self._source_open(attempt, "huggingface"):
+            hub = self.huggingface.find(name)
+            attempt.note(
+                f"huggingface: queries {hub.queries}, {len(hub.repos)} repo(s) listed, "
+                f"{len(hub.candidates)} exact-name file(s)"
+            )
+            self._record_errors(attempt, "huggingface", hub.errors, had_answer=bool(hub.candidates))
+            ok, reps, why = self._settle(
+                attempt, "huggingface", hub.candidates, plan.sha256, self.huggingface.trust
+            )
+            if ok is not None:
+                return self._found(attempt, ok, why)
+            if len(reps) > 1:
+                return self._finish(attempt, "ambiguous", why, candidates=reps)
+            # A lone copy from an unknown uploader: Civitai may still have the real thing.
+            unverified = (reps, why) if reps else unverified
+
+        # 4. Civitai.
+        if self.civitai is not None and self._source_open(attempt, "civitai"):
+            cv = self.civitai.find(name, sha256=plan.sha256)
+            for text in cv.rejected:
+                attempt.note(text)
+            attempt.note(f"civitai: queries {cv.queries}, {len(cv.candidates)} exact-name file(s)")
+            self._record_errors(attempt, "civitai", cv.errors, had_answer=bool(cv.candidates))
+            # A Civitai listing is the uploader's own page: established, never a trusted publisher.
+            ok, reps, why = self._settle(
+                attempt, "civitai", cv.candidates, plan.sha256, lambda c: ESTABLISHED
+            )
+            if ok is not None:
+                return self._found(attempt, ok, why)
+            if reps:
+                return self._finish(attempt, "ambiguous", why, candidates=reps)
+
+        if unverified[0]:
+            return self._finish(attempt, "ambiguous", unverified[1], candidates=unverified[0])
+        if attempt.auth:
+            return self._finish(attempt, "source_error", attempt.auth[0])
+        if attempt.errors:
+            return self._finish(attempt, "source_error", f"a source failed: {attempt.errors[0]}")
+        if attempt.seen:
+            return self._finish(attempt, "not_found", "every candidate with this name was rejected")
+        return self._finish(attempt, "not_found", f"no source has a file named {name!r}")
+
+    def _from_link(self, attempt: _Attempt, link: LinkTarget, expected_sha: str | None) -> Resolution | None:
+        """Look inside a Hub repo or Civitai model page the workflow links to."""
+        name = attempt.model.file_name
+        hits: list[Candidate] = []
+        try:
+            if link.kind == "hf_repo" and link.repo and self.huggingface is not None:
+                hits = [
+                    self.huggingface.candidate_for(link.repo, f.path)
+                    for f in self.huggingface.list_files(link.repo)
+                    if base_name(f.path).lower() == name.lower()
+                ]
+            elif link.kind == "civitai_model" and link.model_id is not None and self.civitai is not None:
+                item = self.civitai.model(link.model_id)
+                if item is not None:
+                    hits = self.civitai.candidates_in_model(item, name, version_id=link.version_id)
+        except SourceError as exc:
+            attempt.note(f"workflow link {link.url}: {exc.message}")
+            (attempt.auth if exc.auth_required else attempt.errors).append(exc.message)
+            return None
+        attempt.note(f"workflow link {link.url}: {len(hits)} exact-name file(s)")
+        ok, reps, why = self._settle(attempt, "workflow link", hits, expected_sha, lambda c: TRUSTED)
+        if ok is not None:
+            return self._found(attempt, ok, f"linked from the workflow; {why}")
+        if reps:
+            return self._finish(attempt, "ambiguous", why, candidates=reps)
+        return None

@@ -1,0 +1,420 @@
+"""The scan stage: discover workflow files, parse them, classify each reference, plan what is missing.
+
+`scan()` is what both `comfyfixer scan` and `comfyfixer run` call; `scan_with_settings()` adds what the
+commands share (the ComfyUI root from settings, skipping our own output folder, writing the plan file).
+The JSON shapes of DESIGN.md (`scan --json`, `output/missing_models.json`) are built here so every
+command that shows a scan shows the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comfyfixer import folders
+from comfyfixer.config import Settings
+from comfyfixer.errors import InputError
+from comfyfixer.inventory import Inventory, iter_tree
+from comfyfixer.models import Hint, MissingModel, Reference, WorkflowResult, normalise_name
+from comfyfixer.state.atomic import atomic_write_json
+from comfyfixer.workflow import parse_file
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_SUFFIXES = (".json", ".png", ".webp")
+PLAN_FILE = "missing_models.json"
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """Every workflow read, every reference classified, and the de-duplicated list of models to fetch."""
+
+    workflows: list[WorkflowResult]
+    missing: list[MissingModel]
+    comfyui_root: Path | None = None
+    inventory: Inventory | None = None
+    include_bypassed: bool = False
+    generated_at: float = field(default_factory=time.time)
+
+    @property
+    def references(self) -> list[Reference]:
+        return [ref for wf in self.workflows for ref in wf.references]
+
+    @property
+    def unreadable(self) -> list[WorkflowResult]:
+        return [wf for wf in self.workflows if wf.error]
+
+    def target_dir(self, model: MissingModel) -> Path | None:
+        """Where `model` would be downloaded, when the install and its folder are known."""
+        if self.inventory is None or model.directory is None:
+            return None
+        return self.inventory.target_dir(model.directory)
+
+    def counts(self) -> dict[str, int]:
+        refs = self.references
+        out = {
+            "workflows": len(self.workflows),
+            "unreadable": len(self.unreadable),
+            "references": len(refs),
+            "bypassed": sum(1 for r in refs if r.bypassed),
+            "missing_models": len(self.missing),
+        }
+        for status in ("present", "misplaced", "missing", "unknown"):
+            out[status] = sum(1 for r in refs if r.status == status)
+        return out
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def discover(paths: Sequence[Path], *, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Workflow files under `paths`: files as given, directories searched recursively.
+
+    In a directory only `.json`, `.png` and `.webp` files count; hidden entries and anything under an
+    `exclude` directory (our own output folder) are skipped. A path that does not exist is an error.
+    """
+    excluded = [os.path.normpath(os.path.abspath(p)) for p in exclude]
+    found: dict[str, Path] = {}
+    for given in paths:
+        if not given.exists():
+            raise InputError(
+                f"{given} does not exist",
+                path=str(given),
+                hint="Pass workflow files (.json, .png, .webp) or folders that contain them.",
+            )
+        if not given.is_dir():
+            found.setdefault(os.path.abspath(given), given)
+            continue
+        if not os.access(given, os.R_OK | os.X_OK):
+            raise InputError(f"{given} is not readable", path=str(given), hint="Check its permissions.")
+        for path, is_dir in iter_tree(str(given)):
+            if is_dir or not path.lower().endswith(WORKFLOW_SUFFIXES):
+                continue
+            absolute = os.path.abspath(path)
+            if any(absolute.startswith(ex + os.sep) for ex in excluded):
+                continue
+            found.setdefault(absolute, Path(path))
+    return sorted(found.values(), key=lambda p: str(p))
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _plan_key(directory: str | None, name: str) -> tuple[str | None, str]:
+    return (folders.canonical(directory) if directory else None, normalise_name(name).lower())
+
+
+def _counts_as_missing(ref: Reference, include_bypassed: bool) -> bool:
+    if ref.bypassed and not include_bypassed:
+        return False
+    return ref.status in ("missing", "unknown")
+
+
+def _merge(into: MissingModel, other: MissingModel) -> None:
+    for wf in other.workflows:
+        if wf not in into.workflows:
+            into.workflows.append(wf)
+    for nt in other.node_types:
+        if nt not in into.node_types:
+            into.node_types.append(nt)
+    for hint in other.hints:
+        if hint not in into.hints:
+            into.hints.append(hint)
+    into.bypassed_only = into.bypassed_only and other.bypassed_only
+
+
+def plan(references: Iterable[Reference], *, include_bypassed: bool = False) -> list[MissingModel]:
+    """De-duplicate the references that need a download: same folder + normalised name = one model.
+
+    References on bypassed or muted nodes count only with `include_bypassed`. A name without extension
+    (a lora stem from prompt text) joins the same model with an extension, and a reference whose folder
+    is unknown joins the one model of that name whose folder is known, so nothing is fetched twice.
+    """
+    models: dict[tuple[str | None, str], MissingModel] = {}
+    for ref in references:
+        if not _counts_as_missing(ref, include_bypassed):
+            continue
+        key = _plan_key(ref.directory, ref.name)
+        model = models.get(key)
+        if model is None:
+            model = models[key] = MissingModel(normalise_name(ref.name), key[0], bypassed_only=True)
+        _merge(
+            model,
+            MissingModel(
+                name=model.name,
+                directory=model.directory,
+                workflows=[ref.workflow],
+                node_types=[ref.node_type] if ref.node_type else [],
+                hints=list(ref.hints),
+                bypassed_only=ref.bypassed,
+            ),
+        )
+    _fold_stems(models)
+    _fold_unknown_folders(models)
+    return list(models.values())
+
+
+def _fold_stems(models: dict[tuple[str | None, str], MissingModel]) -> None:
+    for key in list(models):
+        directory, name = key
+        if folders.is_model_file(name):
+            continue
+        matches = [k for k in models if k[0] == directory and k[1] != name and k[1].rsplit(".", 1)[0] == name]
+        if len(matches) == 1:
+            _merge(models[matches[0]], models.pop(key))
+
+
+def _fold_unknown_folders(models: dict[tuple[str | None, str], MissingModel]) -> None:
+    for key in [k for k in models if k[0] is None]:
+        matches = [k for k in models if k[0] is not None and k[1] == key[1]]
+        if len(matches) == 1:
+            _merge(models[matches[0]], models.pop(key))
+
+
+# ---------------------------------------------------------------- the stage
+
+# Below this many files a worker pool costs more than it saves.
+PARALLEL_MIN_FILES = 64
+
+
+class _Pool:
+    """A fork-based process pool that knows its size; parsing is pure CPU, so threads would not help."""
+
+    def __init__(self, workers: int) -> None:
+        # Imported here: multiprocessing costs start-up time that small scans should not pay.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+        )
+
+    def map(
+        self, fn: Callable[[Path], WorkflowResult], items: Sequence[Path], chunksize: int
+    ) -> Iterator[WorkflowResult]:
+        return self._executor.map(fn, items, chunksize=chunksize)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent should react (and stop the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parallel_workers(n_files: int, jobs: int | None = None) -> int:
+    """How many parser processes a scan of `n_files` uses; 1 means it parses in this process.
+
+    Fork is the only start method cheap enough to win, and it is safe only on Linux and while this
+    process runs no other thread (a forked child could inherit a held lock); otherwise parse here.
+    """
+    if n_files < PARALLEL_MIN_FILES or sys.platform != "linux" or threading.active_count() != 1:
+        return 1
+    return max(1, min(jobs or _cpus(), n_files // (PARALLEL_MIN_FILES // 2)))
+
+
+@contextlib.contextmanager
+def _parser(n_files: int, jobs: int | None) -> Iterator[_Pool | None]:
+    """A worker pool for a large scan, or None to parse in this process."""
+    workers = parallel_workers(n_files, jobs)
+    pool = _Pool(workers) if workers > 1 else None
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _collect(parsed: Iterator[WorkflowResult] | None, files: Sequence[Path]) -> list[WorkflowResult]:
+    if parsed is not None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return list(parsed)
+        except BrokenProcessPool:  # a worker was killed (out of memory?): parse here instead
+            log.warning("parser worker died; parsing %d files in the main process", len(files))
+    return [parse_file(path) for path in files]
+
+
+def scan(
+    paths: Sequence[Path],
+    comfyui: Path | None,
+    *,
+    include_bypassed: bool = False,
+    extra_yaml: Sequence[Path] = (),
+    exclude: Sequence[Path] = (),
+    jobs: int | None = None,
+) -> ScanReport:
+    """Parse every workflow under `paths` and classify its references against the install at `comfyui`.
+
+    Without `comfyui` every reference stays `unknown` and all of them are planned. A file that cannot
+    be read is recorded with its reason and the scan goes on; a path that does not exist, or a
+    ComfyUI folder that cannot be used, raises `InputError`. `jobs` caps the parser processes
+    (default: one per CPU, used only for large scans where forking is safe; 1 = in this process).
+    """
+    files = discover(paths, exclude=exclude)
+    with _parser(len(files), jobs) as pool:
+        # Workers parse while this process walks the models tree; a bad --comfyui fails at once.
+        parsed = (
+            pool.map(parse_file, files, chunksize=max(1, len(files) // (8 * pool.workers))) if pool else None
+        )
+        inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
+        workflows = _collect(parsed, files)
+    if inventory is not None:
+        for wf in workflows:
+            for ref in wf.references:
+                inventory.classify(ref)
+    log.info(
+        "scanned %d workflow files (%d unreadable), %d references",
+        len(workflows),
+        sum(1 for wf in workflows if wf.error),
+        sum(len(wf.references) for wf in workflows),
+    )
+    missing = plan((r for wf in workflows for r in wf.references), include_bypassed=include_bypassed)
+    return ScanReport(
+        workflows=workflows,
+        missing=missing,
+        comfyui_root=comfyui,
+        inventory=inventory,
+        include_bypassed=include_bypassed,
+    )
+
+
+def scan_with_settings(
+    paths: Sequence[Path],
+    settings: Settings,
+    *,
+    include_bypassed: bool = False,
+    extra_yaml: Sequence[Path] = (),
+    write: bool = True,
+) -> tuple[ScanReport, Path | None]:
+    """What every command does to scan: root from settings, skip our output folder, write the plan file."""
+    report = scan(
+        paths,
+        settings.comfyui_path,
+        include_bypassed=include_bypassed,
+        extra_yaml=extra_yaml,
+        exclude=[settings.output_dir],
+    )
+    plan_path = write_plan(report, settings.output_dir) if write else None
+    return report, plan_path
+
+
+# ---------------------------------------------------------------- JSON shapes
+
+
+def _hint_json(hint: Hint) -> dict[str, Any]:
+    return {
+        "url": hint.url,
+        "hash": hint.hash,
+        "hash_type": hint.hash_type,
+        "directory": hint.directory,
+        "source": hint.source,
+    }
+
+
+def reference_json(ref: Reference) -> dict[str, Any]:
+    return {
+        "workflow": ref.workflow,
+        "node_id": ref.node_id,
+        "node_type": ref.node_type,
+        "input_name": ref.input_name,
+        "name": ref.name,
+        "directory": ref.directory,
+        "url": ref.url,
+        "hash": ref.hash,
+        "bypassed": ref.bypassed,
+        "status": ref.status,
+        "local_path": ref.local_path,
+        "strategy": ref.strategy,
+        "folder_guessed": ref.folder_guessed,
+    }
+
+
+def missing_json(model: MissingModel, target_dir: Path | None = None) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "directory": model.directory,
+        "file_name": model.file_name,
+        "workflows": list(model.workflows),
+        "node_types": list(model.node_types),
+        "url": model.url,
+        "hash": model.hash,
+        "hints": [_hint_json(h) for h in model.hints],
+        "bypassed_only": model.bypassed_only,
+        "target_dir": str(target_dir) if target_dir is not None else None,
+    }
+
+
+def workflow_json(wf: WorkflowResult) -> dict[str, Any]:
+    return {
+        "path": wf.path,
+        "format": wf.format,
+        "error": wf.error,
+        "reference_count": len(wf.references),
+        "unknown_nodes": list(wf.unknown_nodes),
+    }
+
+
+def report_json(report: ScanReport, *, plan_path: Path | None = None) -> dict[str, Any]:
+    """The one JSON object `scan --json` prints (DESIGN.md), with a few extra keys."""
+    return {
+        "comfyui_root": str(report.comfyui_root) if report.comfyui_root is not None else None,
+        "include_bypassed": report.include_bypassed,
+        "plan_file": str(plan_path) if plan_path is not None else None,
+        "counts": report.counts(),
+        "workflows": [workflow_json(wf) for wf in report.workflows],
+        "references": [reference_json(ref) for ref in report.references],
+        "missing": [missing_json(m, report.target_dir(m)) for m in report.missing],
+    }
+
+
+def write_plan(report: ScanReport, output_dir: Path) -> Path:
+    """Write `output_dir/missing_models.json` atomically; returns its path."""
+    path = output_dir / PLAN_FILE
+    generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.generated_at))
+    atomic_write_json(
+        path,
+        {
+            "generated_at": generated,
+            "comfyui_root": str(report.comfyui_root) if report.comfyui_root is not None else None,
+            "include_bypassed": report.include_bypassed,
+            "workflows": len(report.workflows),
+            "missing": [missing_json(m, report.target_dir(m)) for m in report.missing],
+        },
+    )
+    return path
+
+
+__all__ = [
+    "PLAN_FILE",
+    "ScanReport",
+    "discover",
+    "missing_json",
+    "parallel_workers",
+    "plan",
+    "reference_json",
+    "report_json",
+    "scan",
+    "scan_with_settings",
+    "workflow_json",
+    "write_plan",
+]

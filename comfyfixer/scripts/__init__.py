@@ -1,0 +1,1 @@
+"""Download scripts: rendering them (`render`, pure) and running them (`run`, a subprocess)."""

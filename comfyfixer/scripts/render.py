@@ -1,0 +1,198 @@
+"""Rendering a download script: `ScriptPlan` in, bash text out. Pure: no I/O, no clock, no environment.
+
+Every per-model value is set once at the top with `shlex.quote`; comment lines get an escaped
+copy (no newline or control character can end a comment early). The body is constant
+(`template.BODY`). The exit codes below are the contract with `run.py` and the pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from comfyfixer.paths import has_control_chars, safe_file_component
+from comfyfixer.scripts.template import BODY
+
+Auth = Literal["huggingface", "civitai"]
+
+EXIT_OK = 0
+EXIT_BAD_SETTING = 2
+EXIT_NETWORK = 10
+EXIT_AUTH = 11
+EXIT_ERROR_PAGE = 12
+EXIT_SIZE_MISMATCH = 13
+EXIT_SHA256_MISMATCH = 14
+EXIT_CANNOT_WRITE = 15
+EXIT_UNSAFE_PICKLE = 16
+EXIT_NO_TOOL = 17
+EXIT_DEST_DIFFERS = 18
+EXIT_SCANNER_MISSING = 19
+EXIT_BUSY = 20
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "installed, or already present and verified",
+    EXIT_BAD_SETTING: "a setting in the environment is invalid (see the message)",
+    EXIT_NETWORK: "network or HTTP error (after retries, or a status that retrying cannot fix)",
+    EXIT_AUTH: "the server requires a login (HTTP 401/403): set HF_TOKEN or CIVITAI_API_TOKEN",
+    EXIT_ERROR_PAGE: "the server sent an HTML page or JSON error instead of the model",
+    EXIT_SIZE_MISMATCH: "the file has a different size than the source publishes",
+    EXIT_SHA256_MISMATCH: "the file's sha256 differs from the one the source publishes",
+    EXIT_CANNOT_WRITE: "cannot write the file (disk full or no permission)",
+    EXIT_UNSAFE_PICKLE: "the pickle file imports code that could run on load (or cannot be parsed)",
+    EXIT_NO_TOOL: "a required tool is missing (curl or wget, a sha256 tool)",
+    EXIT_DEST_DIFFERS: "a different file already sits at the destination; it was left untouched",
+    EXIT_SCANNER_MISSING: "picklescan cannot run, so the pickle file was not installed",
+    EXIT_BUSY: "another run is downloading the same file",
+    EXIT_INTERRUPTED: "interrupted; the partial file is kept for resume",
+}
+
+# Auth kind -> the environment variable the script reads (never a value).
+TOKEN_VARIABLES: dict[str, str] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_TOKEN"}
+# Extensions whose files are pickles (or zips of pickles) and are scanned before install.
+PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SECRET_PARAMS = frozenset({"token", "api_key", "apikey", "access_token", "hf_token"})
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def describe_exit(code: int) -> str:
+    """The meaning of a script's exit code, in words (for the summary and the JSON report)."""
+    if code in EXIT_CODES:
+        return EXIT_CODES[code]
+    if code > 128:
+        return f"killed by signal {code - 128}"
+    return f"unexpected exit code {code} (see the script's log)"
+
+
+@dataclass(frozen=True)
+class ScriptPlan:
+    """Everything one script needs; validated on creation so a bad plan never becomes a script."""
+
+    number: int
+    name: str  # as referenced by the workflow
+    directory: str | None
+    dest: Path  # absolute, already proven safe by `paths.safe_destination`
+    url: str
+    sha256: str | None
+    size: int | None
+    auth: Auth | None
+    source: str
+    why: str
+    python: str  # the interpreter that runs picklescan
+    user_agent: str
+
+    def __post_init__(self) -> None:
+        if self.number < 0:
+            raise ValueError(f"script number must be >= 0, got {self.number}")
+        if not self.dest.is_absolute():
+            raise ValueError(f"destination must be absolute: {self.dest}")
+        if has_control_chars(str(self.dest)):
+            raise ValueError("destination contains a control character")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"download URL must be http(s) with a host: {self.url!r}")
+        if has_control_chars(self.url) or any(ch.isspace() for ch in self.url):
+            raise ValueError("download URL contains whitespace or a control character")
+        if parts.username or parts.password:
+            raise ValueError("download URL must not carry credentials")
+        if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
+            raise ValueError("download URL must not carry a token; tokens come from the environment")
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise ValueError(f"sha256 must be 64 lower-case hex digits: {self.sha256!r}")
+        if self.size is not None and self.size < 0:
+            raise ValueError(f"size must be >= 0: {self.size}")
+        if self.auth is not None and self.auth not in TOKEN_VARIABLES:
+            raise ValueError(f"unknown auth kind {self.auth!r}")
+        for label, value in (("python", self.python), ("user_agent", self.user_agent)):
+            if not value or has_control_chars(value):
+                raise ValueError(f"{label} must be a non-empty single line")
+
+    @property
+    def part(self) -> Path:
+        return self.dest.with_name(self.dest.name + ".part")
+
+    @property
+    def pickle_extension(self) -> str | None:
+        suffix = PurePosixPath(self.dest.name).suffix.lower()
+        return suffix if suffix in PICKLE_EXTENSIONS else None
+
+
+def script_file_name(number: int, name: str) -> str:
+    """`download_007_<safe-name>.sh`: base name only, `[A-Za-z0-9._-]`, bounded length."""
+    return f"download_{number:03d}_{safe_file_component(name)}.sh"
+
+
+def comment_text(value: object) -> str:
+    """A value made safe for one comment line: control, format and separator characters escaped."""
+    out = []
+    for ch in str(value):
+        if unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _header(plan: ScriptPlan) -> list[str]:
+    token_var = TOKEN_VARIABLES.get(plan.auth or "")
+    auth_line = f"{token_var} from the environment, sent only when set" if token_var else "none"
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# comfyfixer download script {plan.number:03d}: safe to run again at any time, from any folder.",
+        "#",
+        f"# model:   {comment_text(plan.name)}",
+        f"# folder:  {comment_text(plan.directory or 'unknown')}",
+        f"# file:    {comment_text(plan.dest)}",
+        f"# source:  {comment_text(plan.source)}",
+        f"# url:     {comment_text(plan.url)}",
+        f"# why:     {comment_text(plan.why)}",
+        f"# sha256:  {plan.sha256 or 'not published (computed while downloading)'}",
+        f"# size:    {plan.size if plan.size is not None else 'not published'}",
+        f"# token:   {auth_line}",
+        "#",
+        "# Downloads to '<file>.part' (resumed by the next run), rejects HTML/JSON error pages, checks",
+        "# size and sha256, scans pickle files, then moves the file into place. Prints",
+        "# COMFYFIXER_SHA256=<hex> and writes '<file>.sha256' so nothing hashes the file twice.",
+        "# Environment: COMFYFIXER_ALLOW_PICKLE=1 installs a flagged pickle; COMFYFIXER_MAX_ATTEMPTS,",
+        "# COMFYFIXER_RETRY_DELAY and COMFYFIXER_RETRY_MAX_DELAY (seconds) tune the retries.",
+        "#",
+        "# Exit codes:",
+    ]
+    lines += [f"#   {code:<4} {text}" for code, text in EXIT_CODES.items()]
+    return lines
+
+
+def render_script(plan: ScriptPlan) -> str:
+    """The complete bash script for one model."""
+    values = [
+        ("DEST", _q(str(plan.dest))),
+        ("DEST_DIR", _q(str(plan.dest.parent))),
+        ("BASE_NAME", _q(plan.dest.name)),
+        ("URL", _q(plan.url)),
+        ("EXPECTED_SIZE", _q("" if plan.size is None else str(plan.size))),
+        ("EXPECTED_SHA256", _q(plan.sha256 or "")),
+        ("AUTH_VAR", _q(TOKEN_VARIABLES.get(plan.auth or "", ""))),
+        ("PYTHON", _q(plan.python)),
+        ("USER_AGENT", _q(plan.user_agent)),
+        ("PICKLE_EXT", _q(plan.pickle_extension or "")),
+    ]
+    lines = _header(plan)
+    if any(ch in value for _, value in values for ch in "$`'\"\\"):
+        # A name may hold `$(…)`, back-ticks or quotes: they are literal data here, as shellcheck's
+        # quoting warnings would have us double-check. The directive must precede the first command.
+        lines.insert(1, "# shellcheck disable=SC2016,SC2089,SC2090")
+    lines += ["set -euo pipefail", "umask 022", ""]
+    lines += [f"{name}={value}" for name, value in values]
+    return "\n".join(lines) + "\n" + BODY.lstrip("\n")

@@ -1,0 +1,151 @@
+"""The script counter: `output/download_counter.txt` holds the last script number used.
+
+Numbers are handed out under a file lock, so two runs started at once never get the same one, and
+a number is never reused: the next number is also above every `download_NNN_*.sh` already in the
+folder, which keeps the promise when the counter file was deleted or damaged. Scripts are created
+with a hard link from a finished temp file, which is atomic and refuses to replace an existing file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from comfyfixer.errors import StateError
+from comfyfixer.state.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+COUNTER_FILE = "download_counter.txt"
+LOCK_FILE = ".download_counter.lock"
+_SCRIPT_NUMBER = re.compile(r"^download_(\d+)_")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptFile:
+    number: int
+    path: Path
+
+
+class ScriptCounter:
+    """Hands out script numbers for one output folder; safe across threads and processes."""
+
+    def __init__(self, output_dir: Path, *, lock_timeout: float = 60.0) -> None:
+        self.output_dir = output_dir
+        self.path = output_dir / COUNTER_FILE
+        self._lock_path = output_dir / LOCK_FILE
+        self._lock_timeout = lock_timeout
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self._lock_path), timeout=self._lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StateError(
+                str(self.path),
+                "the script counter is locked by another run",
+                hint=f"Wait for the other run to finish, or remove {self._lock_path} if no run is active.",
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def last(self) -> int:
+        """The last number used (0 when none), without taking a new one."""
+        return max(self._read_counter(), self._highest_script())
+
+    def take(self) -> int:
+        """Take the next number and persist it before returning."""
+        with self._locked():
+            return self._advance()
+
+    def create_script(self, render: Callable[[int], tuple[str, str]]) -> ScriptFile:
+        """Take a number and create the script `render(number)` returns as `(file_name, text)`.
+
+        The file is complete and executable when it appears, and an existing file is never
+        replaced: on a name clash the next number is taken.
+        """
+        with self._locked():
+            while True:
+                number = self._advance()
+                file_name, text = render(number)
+                if "/" in file_name or file_name.startswith("."):
+                    raise StateError(file_name, "a script name must be a plain file name")
+                path = self.output_dir / file_name
+                if _create_exclusive(path, text):
+                    return ScriptFile(number, path)
+                log.warning("script %s already exists; taking the next number", path)
+
+    def _advance(self) -> int:
+        number = max(self._read_counter(), self._highest_script()) + 1
+        atomic_write_text(self.path, f"{number}\n")
+        return number
+
+    def _read_counter(self) -> int:
+        try:
+            raw = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StateError(str(self.path), f"cannot read the script counter: {exc.strerror}") from exc
+        if raw.isdigit():
+            return int(raw)
+        # A damaged counter is recovered from the scripts on disk; the next write repairs it.
+        log.warning("%s holds %r, not a number; continuing after the highest script on disk", self.path, raw)
+        return 0
+
+    def _highest_script(self) -> int:
+        highest = 0
+        try:
+            names = os.listdir(self.output_dir)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            match = _SCRIPT_NUMBER.match(name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+        return highest
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Write `text` to `path` only if nothing is there; False if the name is taken."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o755)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            # No hard links here (some network and FUSE file systems): an exclusive open still
+            # refuses to replace an existing script.
+            try:
+                with open(path, "xb") as out:
+                    out.write(text.encode("utf-8"))
+                    out.flush()
+                    os.fsync(out.fileno())
+            except FileExistsError:
+                return False
+            os.chmod(path, 0o755)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -1,0 +1,251 @@
+"""Deterministic checks of a downloaded file: size, sha256, format header, error pages, pickle safety.
+
+`verify_download` never raises for a bad file: it returns a `VerifyReport` whose `checks` say what
+passed, failed or was skipped, and whose `reason` names the first failure. `quarantine` moves a
+failed file aside so it never stays at the path ComfyUI loads from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import struct
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from comfyfixer.models import VerifyReport
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+SNIFF_BYTES = 512
+# A safetensors JSON header above this is not plausible (real ones are KBs to a few MB).
+MAX_SAFETENSORS_HEADER = 100 << 20
+PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
+# What each extension must look like; a format outside the set fails the check.
+EXPECTED_FORMATS: dict[str, frozenset[str]] = {
+    ".safetensors": frozenset({"safetensors"}),
+    ".sft": frozenset({"safetensors"}),
+    ".gguf": frozenset({"gguf"}),
+    ".ckpt": frozenset({"pickle-zip", "pickle"}),
+    ".pt": frozenset({"pickle-zip", "pickle"}),
+    ".pth": frozenset({"pickle-zip", "pickle"}),
+    ".pkl": frozenset({"pickle-zip", "pickle"}),
+    ".pt2": frozenset({"pickle-zip"}),
+    ".onnx": frozenset({"onnx"}),
+}
+_HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"<!--")
+_JSON_ERROR_KEYS = (b'"error', b'"message', b'"detail', b'"code')
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read once in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {int(st.st_mtime)} {st.st_ino}"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def sidecar_sha256(path: Path) -> str | None:
+    """The digest the download script recorded, if its size/mtime/inode stamp still matches the file."""
+    try:
+        lines = sidecar_path(path).read_text(encoding="utf-8").splitlines()
+        stamp = _stamp(path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) < 2 or lines[1] != f"# comfyfixer {stamp}":
+        return None
+    digest = lines[0].split(" ", 1)[0]
+    if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+        return digest
+    return None
+
+
+def looks_like_error_page(head: bytes) -> bool:
+    """An HTML page or a JSON error body, judged from the first bytes of a file."""
+    text = head[:SNIFF_BYTES].lstrip().lower()
+    if text.startswith(_HTML_PREFIXES):
+        return True
+    if text.startswith(b"{"):
+        return text[1:].lstrip().startswith(_JSON_ERROR_KEYS)
+    return False
+
+
+def _safetensors_problem(fh: BinaryIO, size: int) -> str | None:
+    raw = fh.read(8)
+    if len(raw) < 8:
+        return "shorter than a safetensors header"
+    (length,) = struct.unpack("<Q", raw)
+    if length < 2 or length > MAX_SAFETENSORS_HEADER:
+        return f"implausible safetensors header length {length}"
+    if 8 + length > size:
+        return f"safetensors header length {length} runs past the end of the file"
+    try:
+        header = json.loads(fh.read(length))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"safetensors header is not valid JSON ({exc.__class__.__name__})"
+    if not isinstance(header, dict):
+        return "safetensors header is not a JSON object"
+    data_len = size - 8 - length
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"safetensors tensor {key!r} has no valid data_offsets"
+        end = max(end, offsets[1])
+    if end > data_len:
+        return f"safetensors tensors need {end} data bytes but the file holds {data_len} (truncated?)"
+    return None
+
+
+def detect_format(path: Path) -> tuple[str, str | None]:
+    """`(format, problem)`: what the header says the file is, and why it is broken (None if it is not)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+        if looks_like_error_page(head):
+            return "error-page", "the file is an HTML page or a JSON error, not a model"
+        if head[:4] == b"GGUF":
+            version = struct.unpack("<I", head[4:8])[0] if len(head) >= 8 else 0
+            return "gguf", None if 1 <= version <= 16 else f"unknown GGUF version {version}"
+        if head[:4] == b"PK\x03\x04":
+            return "pickle-zip", None
+        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            return "pickle", None
+        if len(head) >= 9 and head[8:9] == b"{":
+            fh.seek(0)
+            return "safetensors", _safetensors_problem(fh, size)
+        if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: how every ONNX model starts
+            return "onnx", None
+    return "unknown", None
+
+
+def scan_pickle(path: Path, extension: str) -> tuple[str, str]:
+    """`("ok"|"dangerous"|"unreadable"|"unavailable", detail)` from picklescan."""
+    try:
+        from picklescan.scanner import scan_bytes
+    except ImportError as exc:
+        return "unavailable", f"picklescan cannot be imported ({exc})"
+    try:
+        with open(path, "rb") as fh:
+            result = scan_bytes(fh, str(path), extension)
+    except Exception as exc:  # the scanner raises many types on malformed input
+        return "unreadable", f"{exc.__class__.__name__}: {exc}"
+    dangerous = sorted(
+        {f"{g.module}.{g.name}" for g in result.globals if getattr(g.safety, "name", "") == "Dangerous"}
+    )
+    if result.issues_count:
+        return "dangerous", ", ".join(dangerous) or f"{result.issues_count} dangerous imports"
+    if result.scan_err:
+        return "unreadable", "the pickle could not be parsed"
+    return "ok", ""
+
+
+def verify_download(
+    path: Path,
+    *,
+    name: str,
+    directory: str | None,
+    expected_size: int | None,
+    expected_sha256: str | None,
+    actual_sha256: str | None = None,
+    allow_pickle: bool = False,
+    source: str | None = None,
+    url: str | None = None,
+) -> VerifyReport:
+    """Check one downloaded file. `actual_sha256` (from the script) avoids hashing the file again."""
+    report = VerifyReport(
+        name=name,
+        directory=directory,
+        path=str(path),
+        ok=False,
+        expected_size=expected_size,
+        expected_sha256=expected_sha256.lower() if expected_sha256 else None,
+        source=source,
+        url=url,
+    )
+    checks = report.checks
+    if not path.is_file():
+        checks["exists"] = "failed: no file at the destination"
+        report.reason = f"{path} does not exist"
+        return report
+    checks["exists"] = "ok"
+    report.size = path.stat().st_size
+
+    if expected_size is None:
+        checks["size"] = "skipped: size not published"
+    elif report.size == expected_size:
+        checks["size"] = "ok"
+    else:
+        checks["size"] = f"failed: {report.size} bytes, expected {expected_size}"
+
+    extension = PurePosixPath(name).suffix.lower() or path.suffix.lower()
+    fmt, problem = detect_format(path)
+    report.format = fmt
+    allowed = EXPECTED_FORMATS.get(extension)
+    if problem:
+        checks["format"] = f"failed: {problem}"
+    elif allowed is not None and fmt not in allowed:
+        checks["format"] = f"failed: a {extension} file should be {'/'.join(sorted(allowed))}, this is {fmt}"
+    elif fmt == "unknown":
+        checks["format"] = "skipped: no known header to check"
+    else:
+        checks["format"] = "ok"
+
+    digest = (actual_sha256 or "").lower() or sidecar_sha256(path)
+    if digest is None and (expected_sha256 or not checks["format"].startswith("failed")):
+        digest = sha256_file(path)
+    report.sha256 = digest
+    if report.expected_sha256 is None:
+        checks["sha256"] = "skipped: sha256 not published"
+    elif digest == report.expected_sha256:
+        checks["sha256"] = "ok"
+    else:
+        checks["sha256"] = f"failed: {digest}, expected {report.expected_sha256}"
+
+    if extension in PICKLE_EXTENSIONS or fmt in ("pickle", "pickle-zip"):
+        verdict, detail = scan_pickle(path, extension)
+        if verdict == "ok":
+            checks["pickle"] = "ok"
+        elif allow_pickle:
+            checks["pickle"] = f"skipped: {verdict} ({detail}), allowed by COMFYFIXER_ALLOW_PICKLE"
+        elif verdict == "dangerous":
+            checks["pickle"] = f"failed: dangerous imports: {detail}"
+        elif verdict == "unavailable":
+            checks["pickle"] = f"failed: cannot scan the pickle: {detail}"
+        else:
+            checks["pickle"] = f"failed: the pickle could not be scanned: {detail}"
+    else:
+        checks["pickle"] = "skipped: not a pickle format"
+
+    failures = [f"{k}: {v.removeprefix('failed: ')}" for k, v in checks.items() if v.startswith("failed")]
+    report.ok = not failures
+    report.reason = failures[0] if failures else ""
+    if failures:
+        log.info("verification failed for %s: %s", path, "; ".join(failures))
+    return report
+
+
+def quarantine(path: Path) -> Path:
+    """Move a failed file to `<path>.rejected` (replacing an older one) and drop its sidecar."""
+    target = path.with_name(path.name + ".rejected")
+    os.replace(path, target)
+    with contextlib.suppress(FileNotFoundError):
+        sidecar_path(path).unlink()
+    log.info("moved %s aside to %s", path, target)
+    return target

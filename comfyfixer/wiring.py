@@ -1,0 +1,129 @@
+"""The real stages behind the loop's Protocols (`comfyfixer.stages`), built once at the CLI edge.
+
+Small adapters only: script rendering (`scripts.render`), running (`scripts.run`), placement
+(`inventory` + `paths.safe_destination`) and checking (`verify`). The finder and the optional LLM
+collaborators are passed in, already built from settings, so this module opens no connection.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from comfyfixer.errors import ComfyFixerError, UnsafePathError
+from comfyfixer.inventory import Inventory
+from comfyfixer.models import Candidate, MissingModel, VerifyReport
+from comfyfixer.paths import safe_destination
+from comfyfixer.scripts.render import Auth, ScriptPlan, render_script, script_file_name
+from comfyfixer.scripts.run import ScriptProcess
+from comfyfixer.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
+from comfyfixer.verify import quarantine, verify_download
+
+
+class RenderedScripts:
+    """`ScriptMaker`: a `ScriptPlan` from the candidate, rendered by `scripts.render`."""
+
+    def __init__(self, *, python: str = sys.executable, user_agent: str | None = None) -> None:
+        from comfyfixer.http import USER_AGENT
+
+        self.python = python
+        self.user_agent = user_agent or USER_AGENT
+
+    def render(
+        self, number: int, model: MissingModel, candidate: Candidate, destination: Path
+    ) -> tuple[str, str]:
+        auth: Auth | None = None
+        if candidate.auth == "huggingface":
+            auth = "huggingface"
+        elif candidate.auth == "civitai":
+            auth = "civitai"
+        why = candidate.note or f"file name matches {model.file_name!r} exactly ({candidate.source})"
+        try:
+            plan = ScriptPlan(
+                number=number,
+                name=model.name,
+                directory=model.directory,
+                dest=destination,
+                url=candidate.url,
+                sha256=candidate.sha256.lower() if candidate.sha256 else None,
+                size=candidate.size,
+                auth=auth,
+                source=candidate.source,
+                why=why,
+                python=self.python,
+                user_agent=self.user_agent,
+            )
+        except ValueError as exc:
+            raise ComfyFixerError(f"the candidate cannot become a safe script: {exc}") from exc
+        return script_file_name(number, model.name), render_script(plan)
+
+
+class ScriptLauncher:
+    """`Launcher`: `bash <script>` in its own process group, with the user's environment."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+
+    def start(self, script: Path, *, log_path: Path, dest: Path) -> ScriptProcess:
+        return ScriptProcess.start(script, env=self.env, log_path=log_path, dest=dest)
+
+
+class InventoryPlacement:
+    """`Placement`: the folder ComfyUI loads the model from, the name's sub-folders kept."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+
+    def destination(self, model: MissingModel, candidate: Candidate) -> Path:
+        directory = model.directory or candidate.directory_hint
+        if not directory:
+            raise UnsafePathError(model.name, "no loader node or hint says which models folder it belongs in")
+        target = self.inventory.target_dir(directory)
+        return safe_destination(target, self.inventory.models_roots, model.name)
+
+
+class FileChecker:
+    """`Checker`: the deterministic checks of `verify.py`, reusing the sha256 the script computed."""
+
+    def __init__(self, *, allow_pickle: bool = False) -> None:
+        self.allow_pickle = allow_pickle
+
+    def verify(
+        self, model: MissingModel, candidate: Candidate, path: Path, reported_sha256: str | None
+    ) -> VerifyReport:
+        return verify_download(
+            path,
+            name=model.name,
+            directory=model.directory,
+            expected_size=candidate.size,
+            expected_sha256=candidate.sha256,
+            actual_sha256=reported_sha256,
+            allow_pickle=self.allow_pickle,
+            source=candidate.source,
+            url=candidate.url,
+        )
+
+    def quarantine(self, path: Path) -> Path | None:
+        return quarantine(path)
+
+
+def build_stages(
+    finder: Finder,
+    inventory: Inventory,
+    env: Mapping[str, str],
+    *,
+    agent: Agent | None = None,
+    reviewer: Reviewer | None = None,
+    reviewer_skip_reason: str = LLM_SKIPPED,
+) -> Stages:
+    return Stages(
+        finder=finder,
+        scripts=RenderedScripts(),
+        launcher=ScriptLauncher(env),
+        checker=FileChecker(allow_pickle=env.get("COMFYFIXER_ALLOW_PICKLE", "") not in ("", "0")),
+        placement=InventoryPlacement(inventory),
+        agent=agent,
+        reviewer=reviewer,
+        reviewer_skip_reason=reviewer_skip_reason,
+    )

@@ -1,0 +1,104 @@
+"""The endpoint check and `comfyfixer doctor`: what works, what to fix, exit 0 or 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from comfyfixer.agent import RetryPolicy, check_endpoint
+from comfyfixer.cli import doctor as doctor_cmd
+from comfyfixer.config import Settings
+from tests.fakes.llm import FakeLLM, error_body, sample, serve_llm
+
+FAST = RetryPolicy(1, 0.0, 0.0)
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    yield from serve_llm()
+
+
+def _settings(llm: FakeLLM, model: str | None = "qwen3-8b") -> Settings:
+    return Settings(llm_base_url=llm.base_url, llm_model=model, llm_api_key="sk-doctor")
+
+
+def test_working_endpoint_with_native_tools(fake_llm: FakeLLM) -> None:
+    fake_llm.reply_tool_calls(("ping", {"word": "ready"}))
+    with fake_llm.client() as client:
+        status = check_endpoint(_settings(fake_llm), client=client, retry=FAST)
+    assert status.ok and status.supports_tools is True and status.models == ("qwen3-8b",)
+    assert status.thinking == "chat_template_kwargs" and "native tool calling" in status.reason
+    tool = fake_llm.chat_bodies[0]["tools"][0]["function"]
+    assert tool["name"] == "ping" and tool["parameters"]["required"] == ["word"]
+    assert "LLM agent: qwen3-8b" in status.notice().message
+
+
+def test_server_without_tools_is_ok_with_the_text_protocol(fake_llm: FakeLLM) -> None:
+    fake_llm.reply_error(400, error_body("registry.ollama.ai/library/qwen3:8b does not support tools"))
+    with fake_llm.client() as client:
+        status = check_endpoint(_settings(fake_llm), client=client, retry=FAST)
+    assert status.ok and status.supports_tools is False and "text protocol" in status.reason
+
+
+def test_unknown_model_is_not_ok_and_says_what_to_fix(fake_llm: FakeLLM) -> None:
+    fake_llm.reply_error(404, sample("ollama_error_404.json"))
+    with fake_llm.client() as client:
+        status = check_endpoint(_settings(fake_llm, "qwen3:8b"), client=client, retry=FAST)
+    assert not status.ok and "not found, try pulling it first" in status.reason
+    assert "COMFYFIXER_LLM_MODEL" in status.hint and "not among" in status.reason
+    assert status.notice().level == "warning"
+
+
+def test_no_model_configured_uses_the_first_listed(fake_llm: FakeLLM) -> None:
+    fake_llm.reply_text("I would rather not call tools.")
+    with fake_llm.client() as client:
+        status = check_endpoint(_settings(fake_llm, None), client=client, retry=FAST)
+    assert status.ok and status.model == "qwen3-8b" and status.supports_tools is False
+    assert fake_llm.chat_bodies[0]["model"] == "qwen3-8b"
+
+
+def test_dead_and_missing_endpoints() -> None:
+    with FakeLLM() as llm:
+        settings = _settings(llm)
+    dead = check_endpoint(settings, retry=FAST, timeout=2)
+    assert not dead.ok and dead.configured and "cannot" in dead.reason
+    missing = check_endpoint(Settings())
+    assert not missing.ok and not missing.configured and "COMFYFIXER_LLM_BASE_URL" in missing.hint
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(add_completion=False)
+    doctor_cmd.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """Keeps `doctor` a sub-command, as in the real application."""
+
+    return app
+
+
+def test_doctor_command_exit_codes(fake_llm: FakeLLM) -> None:
+    env = {
+        "COMFYFIXER_LLM_BASE_URL": fake_llm.base_url,
+        "COMFYFIXER_LLM_MODEL": "qwen3-8b",
+        "COMFYFIXER_LLM_API_KEY": "sk-cli-secret",
+        "HF_TOKEN": "",
+        "CIVITAI_API_TOKEN": "",
+    }
+    fake_llm.reply_tool_calls(("ping", {"word": "ready"}))
+    ok = CliRunner(env=env).invoke(_app(), ["doctor", "--json"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.stdout)
+    assert payload["llm"]["ok"] and payload["llm"]["supports_tools"] is True
+    assert "sk-cli-secret" not in ok.output
+    fake_llm.reply_error(401, error_body("Incorrect API key provided: sk-cli-secret"))
+    bad = CliRunner(env=env).invoke(_app(), ["doctor"])
+    assert bad.exit_code == 1
+    assert "NOT WORKING" in bad.stdout and "COMFYFIXER_LLM_API_KEY" in bad.stdout
+    assert "sk-cli-secret" not in bad.output
+    unset = CliRunner(env={"COMFYFIXER_LLM_BASE_URL": "", "OPENAI_BASE_URL": ""}).invoke(_app(), ["doctor"])
+    assert unset.exit_code == 0 and "not configured" in unset.stdout

@@ -1,0 +1,211 @@
+"""Rendering download scripts: golden files, quoting, comment safety, plan validation, exit codes.
+
+Golden files live in tests/golden/; refresh them with `COMFYFIXER_UPDATE_GOLDEN=1 pytest tests/test_render.py`
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from comfyfixer.scripts.render import EXIT_CODES, ScriptPlan, describe_exit, render_script
+from comfyfixer.scripts.template import BODY
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("COMFYFIXER_UPDATE_GOLDEN") == "1"
+SHA = "a" * 64
+
+BASE = ScriptPlan(
+    number=7,
+    name="flux1-dev-fp8.safetensors",
+    directory="checkpoints",
+    dest=Path("/srv/ComfyUI/models/checkpoints/flux1-dev-fp8.safetensors"),
+    url="https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev-fp8.safetensors",
+    sha256=SHA,
+    size=17246524772,
+    auth="huggingface",
+    source="huggingface",
+    why="exact file name in Comfy-Org/flux1-dev; sha256 from LFS metadata",
+    python="/usr/bin/python3",
+    user_agent="comfyfixer/0.1.0",
+)
+PLANS = {
+    "hf_safetensors": BASE,
+    "civitai_pickle": replace(
+        BASE,
+        number=12,
+        name="sd15/realisticVision_v60.ckpt",
+        dest=Path("/srv/ComfyUI/models/checkpoints/sd15/realisticVision_v60.ckpt"),
+        url="https://civitai.com/api/download/models/130072",
+        sha256=None,
+        size=None,
+        auth="civitai",
+        source="civitai",
+        why="Civitai file name matches exactly",
+    ),
+    "hostile_name": replace(
+        BASE,
+        number=3,
+        name="x $(touch pwned) `id` it's\n# evil",
+        dest=Path("/srv/ComfyUI/models/loras/x $(touch pwned) `id` it's.safetensors"),
+        url="http://127.0.0.1:8080/files/x.safetensors?a=1&b=$(id)",
+        sha256=None,
+        size=1234,
+        auth=None,
+        source="hint\u202e",
+        why="workflow hint\r\nrm -rf /",
+        python="/opt/py env/bin/python3",
+    ),
+}
+
+
+def _assignments(script: str) -> dict[str, str]:
+    """The value-block assignments (`NAME=<quoted>`), shell-unquoted."""
+    out: dict[str, str] = {}
+    for line in script.splitlines():
+        m = re.match(r"^([A-Z0-9_]+)=(.*)$", line)
+        if m and m.group(1) not in out:
+            words = shlex.split(m.group(2))
+            out[m.group(1)] = words[0] if words else ""
+        if line.startswith("PART="):
+            break
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_golden(key: str) -> None:
+    text = render_script(PLANS[key])
+    path = GOLDEN / f"download_{key}.sh"
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; run with COMFYFIXER_UPDATE_GOLDEN=1 and review it")
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{path.name} changed; if intended, rerun with COMFYFIXER_UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_render_is_deterministic() -> None:
+    assert render_script(BASE) == render_script(BASE)
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_bash_syntax(key: str, tmp_path: Path) -> None:
+    script = tmp_path / "s.sh"
+    script.write_text(render_script(PLANS[key]))
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_shellcheck(key: str, tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    script = tmp_path / "s.sh"
+    script.write_text(render_script(PLANS[key]))
+    result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_values_round_trip_through_quoting(key: str) -> None:
+    plan = PLANS[key]
+    values = _assignments(render_script(plan))
+    assert values["DEST"] == str(plan.dest)
+    assert values["DEST_DIR"] == str(plan.dest.parent)
+    assert values["URL"] == plan.url
+    assert values["PYTHON"] == plan.python
+    assert values["EXPECTED_SHA256"] == (plan.sha256 or "")
+    assert values["EXPECTED_SIZE"] == ("" if plan.size is None else str(plan.size))
+
+
+def test_bash_reads_the_exact_values(tmp_path: Path) -> None:
+    plan = PLANS["hostile_name"]
+    prelude = render_script(plan).split("\nPART=", 1)[0]
+    script = tmp_path / "prelude.sh"
+    script.write_text(prelude + '\nprintf "%s\\n%s\\n%s\\n" "$DEST" "$URL" "$PYTHON"\n')
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(plan.dest), plan.url, plan.python]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_comments_cannot_be_broken_out_of() -> None:
+    text = render_script(PLANS["hostile_name"])
+    header = text.split("set -euo pipefail", 1)[0]
+    for line in header.splitlines():
+        assert line.startswith("#"), line
+    assert "\\x0a# evil" in header
+    assert "\\x0d\\x0arm -rf /" in header
+    assert "\\u202e" in header  # a right-to-left override would hide text in a terminal
+    assert "\u202e" not in text and "\r" not in text
+
+
+def test_auth_names_the_variable_never_a_value() -> None:
+    hf = _assignments(render_script(BASE))
+    civ = _assignments(render_script(PLANS["civitai_pickle"]))
+    none = _assignments(render_script(PLANS["hostile_name"]))
+    assert (hf["AUTH_VAR"], civ["AUTH_VAR"], none["AUTH_VAR"]) == ("HF_TOKEN", "CIVITAI_API_TOKEN", "")
+    assert "Bearer" not in render_script(BASE).split("PART=", 1)[0]
+
+
+def test_pickle_extension_is_flagged_for_scanning() -> None:
+    assert _assignments(render_script(PLANS["civitai_pickle"]))["PICKLE_EXT"] == ".ckpt"
+    assert _assignments(render_script(BASE))["PICKLE_EXT"] == ""
+
+
+def test_https_url_only_allows_https_redirects() -> None:
+    # The protocol list is derived at run time from the URL's scheme; both branches must be present.
+    assert "https://*) PROTOCOLS='=https'" in BODY
+    assert "http://*) PROTOCOLS='=http,https'" in BODY
+    assert '--proto-redir "$PROTOCOLS"' in BODY
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dest": Path("relative/x.safetensors")}, "absolute"),
+        ({"url": "ftp://example.com/x"}, "http(s)"),
+        ({"url": "https://user:pw@example.com/x"}, "credentials"),
+        ({"url": "https://civitai.com/api/download/models/1?token=abc"}, "token"),
+        ({"url": "https://example.com/x y"}, "whitespace"),
+        ({"sha256": "ABC"}, "sha256"),
+        ({"sha256": "A" * 64}, "sha256"),
+        ({"size": -1}, "size"),
+        ({"auth": "github"}, "auth"),
+        ({"number": -1}, "number"),
+        ({"python": ""}, "python"),
+        ({"user_agent": "x\ny"}, "user_agent"),
+        ({"dest": Path("/srv/models/x\n.safetensors")}, "control"),
+    ],
+)
+def test_bad_plans_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        replace(BASE, **change)  # type: ignore[arg-type]
+
+
+def test_every_exit_code_in_the_body_is_documented() -> None:
+    used = {int(n) for n in re.findall(r"\b(?:fail|reject|exit) (\d+)\b", BODY)}
+    documented = set(EXIT_CODES)
+    assert used - documented == set(), "an exit code in the script body is not in EXIT_CODES"
+    assert documented - used - {0} == set(), "EXIT_CODES lists a code the script never uses"
+
+
+def test_exit_code_table_is_in_the_script_header() -> None:
+    text = render_script(BASE)
+    for code, meaning in EXIT_CODES.items():
+        assert f"#   {code:<4} {meaning}" in text
+
+
+def test_describe_exit() -> None:
+    assert "sha256" in describe_exit(14)
+    assert describe_exit(137) == "killed by signal 9"
+    assert "unexpected exit code 99" in describe_exit(99)

@@ -1,0 +1,384 @@
+"""`comfyfixer run` end to end: the real CLI in a subprocess against loopback fakes.
+
+Few cases, each doing a lot: every trap a download can hit (redirects, Range resume after a dropped
+connection, 429 + Retry-After, an HTML login page, a wrong hash, a disk that fills up), Ctrl-C and
+resume, the verification batches, and the state a second run relies on. Each ends with the right
+outcome and no corrupt file at a final path.
+
+The full disk is simulated with RLIMIT_FSIZE (`ulimit -f`) on the run process, which its scripts
+inherit: writes past the limit fail mid-download exactly as on a full disk (EFBIG/SIGXFSZ rather
+than ENOSPC: same effect for the script, no root or loop device needed). The limit stays above
+the state files' sizes so only the model write fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.civitai import FakeCivitai
+from tests.fakes.content import safetensors_bytes
+from tests.fakes.files import LOGIN_PAGE, FileServer
+from tests.fakes.hub import FakeHub
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Env:
+    files: FileServer
+    hub: FakeHub
+    civitai: FakeCivitai
+    root: Path
+    work: Path
+
+    @property
+    def loras(self) -> Path:
+        return self.root / "models" / "loras"
+
+    def environ(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HF_", "OPENAI_", "COMFYFIXER_", "CIVITAI"))
+        }
+        env.update(
+            HF_ENDPOINT=self.hub.url,
+            HF_HOME=str(self.work / "hf_home"),
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            COMFYFIXER_CIVITAI_URL=self.civitai.url,
+            COMFYFIXER_CATALOG_URL="off",
+            COMFYFIXER_ALLOW_HOSTS="127.0.0.1,localhost",
+            COMFYFIXER_RETRY_DELAY="0",
+            COMFYUI_PATH="",
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        )
+        return env
+
+    def command(self, workflow: Path, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "comfyfixer",
+            "run",
+            str(workflow),
+            "--comfyui",
+            str(self.root),
+            "--yes",
+            "--json",
+            "--output-dir",
+            str(self.work / "output"),
+            "--log-dir",
+            str(self.work / "log"),
+            *extra,
+        ]
+
+    def run(self, workflow: Path, *extra: str, **popen: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(workflow, *extra),
+            cwd=self.work,
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
+            **popen,
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    root = tmp_path / "ComfyUI"
+    (root / "models" / "loras").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    with FileServer() as files, FakeHub() as hub, FakeCivitai() as civitai:
+        yield Env(files, hub, civitai, root, work)
+        errors = files.errors + hub.errors + civitai.errors
+    assert not errors
+
+
+def workflow(path: Path, models: list[tuple[str, str | None, str | None]]) -> Path:
+    """A UI workflow with one LoraLoader per `(name, url, sha256)`; url/hash go to properties.models."""
+    nodes = []
+    for i, (name, url, sha) in enumerate(models, 1):
+        props: dict[str, Any] = {"Node name for S&R": "LoraLoader"}
+        if url:
+            entry = {"name": name.rsplit("/", 1)[-1], "url": url, "directory": "loras"}
+            if sha:
+                entry.update(hash=sha, hash_type="SHA256")
+            props["models"] = [entry]
+        nodes.append(
+            {
+                "id": i,
+                "type": "LoraLoader",
+                "mode": 0,
+                "inputs": [],
+                "outputs": [],
+                "properties": props,
+                "widgets_values": [name, 1.0, 1.0],
+            }
+        )
+    path.write_text(json.dumps({"last_node_id": len(nodes), "nodes": nodes, "links": [], "version": 0.4}))
+    return path
+
+
+def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)  # exactly one JSON document: progress never reaches stdout
+
+
+def outcomes(report: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["outcome"] for m in report["models"]}
+
+
+def no_final_file_is_corrupt(env: Env, report: dict[str, Any]) -> None:
+    for m in report["models"]:
+        final = env.loras / m["name"]
+        if m["outcome"] in ("downloaded", "already_present"):
+            assert final.is_file() and final.stat().st_size == m["size"]
+        else:
+            assert not final.exists(), f"{m['name']} ({m['outcome']}) left a file at its final path"
+
+
+# ---------------------------------------------------------------- the traps, batches and state
+
+
+def test_run_survives_every_download_trap_and_keeps_state(env: Env) -> None:
+    fs = env.files
+    blobs = {}
+    for name in (
+        "plain1",
+        "plain2",
+        "plain3",
+        "plain4",
+        "redirected",
+        "dropped",
+        "limited",
+        "login",
+        "badhash",
+    ):
+        blobs[name] = fs.add(f"/f/{name}.safetensors", safetensors_bytes(name, 40_000 + len(name)))
+    blobs["sub"] = fs.add("/f/sd15/sub.safetensors", safetensors_bytes("sub", 30_000))
+    fs.redirect("/r/redirected.safetensors", "/hop/redirected.safetensors")
+    fs.redirect("/hop/redirected.safetensors", fs.url_for("/f/redirected.safetensors", alt=True), status=307)
+    fs.drop("/f/dropped.safetensors", after=30_000)  # cut half-way; the script resumes with Range
+    fs.fail("/f/limited.safetensors", 429, headers={"Retry-After": "1"}, methods=["GET"])
+    fs.fail(
+        "/f/login.safetensors",
+        200,
+        times=None,
+        headers={"Content-Type": "text/html"},
+        body=LOGIN_PAGE,
+        methods=["GET"],
+    )  # the probe (HEAD) looks fine; the download itself is a login page
+    fs.add("/f/badhash.safetensors", blobs["badhash"].data, corrupt=True)
+
+    def hinted(name: str, path: str | None = None, sha: str | None = None) -> tuple[str, str, str | None]:
+        return (name, fs.url_for(path or f"/f/{name}"), sha)
+
+    wf = workflow(
+        env.work / "traps.json",
+        [
+            hinted("plain1.safetensors", sha=blobs["plain1"].sha256),
+            hinted("plain2.safetensors"),
+            hinted("plain3.safetensors"),
+            hinted("plain4.safetensors"),
+            hinted("redirected.safetensors", "/r/redirected.safetensors"),
+            hinted("dropped.safetensors", sha=blobs["dropped"].sha256),
+            hinted("limited.safetensors"),
+            hinted("login.safetensors"),
+            hinted("badhash.safetensors", sha=blobs["badhash"].sha256),
+            hinted("sd15/sub.safetensors", "/f/sd15/sub.safetensors"),
+            ("nowhere_at_all_v9.safetensors", None, None),
+        ],
+    )
+    proc = env.run(wf)
+    report = report_of(proc)
+    assert proc.returncode == 1, proc.stderr  # some failed
+    got = outcomes(report)
+    assert got == {
+        "plain1.safetensors": "downloaded",
+        "plain2.safetensors": "downloaded",
+        "plain3.safetensors": "downloaded",
+        "plain4.safetensors": "downloaded",
+        "redirected.safetensors": "downloaded",
+        "dropped.safetensors": "downloaded",
+        "limited.safetensors": "downloaded",
+        "login.safetensors": "download_failed",
+        "badhash.safetensors": "download_failed",
+        "sd15/sub.safetensors": "downloaded",
+        "nowhere_at_all_v9.safetensors": "not_found",
+    }, proc.stderr
+    by_name = {m["name"]: m for m in report["models"]}
+    assert "HTML" in by_name["login.safetensors"]["reason"]
+    assert "sha256" in by_name["badhash.safetensors"]["reason"]
+    no_final_file_is_corrupt(env, report)
+    assert (env.loras / "sd15" / "sub.safetensors").read_bytes() == blobs["sub"].data  # sub-folder kept
+    assert (env.loras / "dropped.safetensors").read_bytes() == blobs["dropped"].data
+    resumed = [r.range for r in fs.requests_to("/f/dropped.safetensors", "GET")]
+    assert len(resumed) >= 2 and resumed[-1] and resumed[-1].startswith("bytes=")
+    assert len(fs.requests_to("/f/limited.safetensors", "GET")) >= 2  # 429 first, then the file
+    # Eight files were verified: one pass after the 6th, the remainder at the end; no LLM configured.
+    assert [len(v["models"]) for v in report["verifications"]] == [6, 2]
+    assert all(v["llm"] is False and "skipped" in v["reason"] for v in report["verifications"])
+    assert report["counts"]["downloaded"] == 8 and report["counts"]["failed"] == 3
+    out = env.work / "output"
+    assert (out / "download_counter.txt").read_text() == "10\n"
+    assert len(list(out.glob("download_*.sh"))) == 10
+    recorded = json.loads((out / "downloaded_models.json").read_text())
+    assert sorted(m["name"] for m in recorded["models"]) == sorted(
+        n for n, o in got.items() if o == "downloaded"
+    )
+    assert "Traceback" not in proc.stderr
+
+    # A second run plans only what is still missing (the scan now finds the others installed);
+    # failures are never cached: they are searched and planned again.
+    fs.clear_log()
+    second = env.run(wf, "--dry-run")
+    assert second.returncode == 1, second.stderr  # nowhere_at_all is still not found
+    again = outcomes(report_of(second))
+    assert again == {
+        "login.safetensors": "planned",
+        "badhash.safetensors": "planned",
+        "nowhere_at_all_v9.safetensors": "not_found",
+    }
+    assert not fs.requests_to("/f/plain1.safetensors")
+    assert (out / "download_counter.txt").read_text() == "12\n"  # numbers are never reused
+
+    # `status` shows the finished run; `verify` re-checks what was recorded, and catches a damaged file.
+    status = subprocess.run(
+        [sys.executable, "-m", "comfyfixer", "status", "--output-dir", str(out), "--json"],
+        cwd=env.work,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    states = {m["name"]: m["state"] for m in json.loads(status.stdout)["models"]}
+    assert states["plain1.safetensors"] == "done" and "stale" not in states.values()
+    with open(env.loras / "plain2.safetensors", "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\xff\xff")
+    verify = subprocess.run(
+        [sys.executable, "-m", "comfyfixer", "verify", "--output-dir", str(out), "--json"],
+        cwd=env.work,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 1
+    checked = {m["name"]: m["ok"] for m in json.loads(verify.stdout)["models"]}
+    assert checked["plain2.safetensors"] is False and checked["plain1.safetensors"] is True
+
+
+# ---------------------------------------------------------------- Ctrl-C, then resume
+
+
+def test_ctrl_c_stops_downloads_keeps_part_and_the_next_run_resumes(env: Env) -> None:
+    data = safetensors_bytes("big", 600_000)  # 1.2 MB at 300 kB/s: long enough to interrupt
+    blob = env.files.add("/f/big.safetensors", data, rate=300_000)
+    wf = workflow(
+        env.work / "big.json", [("big.safetensors", env.files.url_for("/f/big.safetensors"), blob.sha256)]
+    )
+    proc = subprocess.Popen(
+        env.command(wf),
+        cwd=env.work,
+        env=env.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    part = env.loras / "big.safetensors.part"
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 100_000) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume" in err
+    report = json.loads(out)
+    assert report["interrupted"] is True and outcomes(report) == {"big.safetensors": "skipped"}
+    kept = part.stat().st_size
+    assert 100_000 < kept < len(data)
+    assert not (env.loras / "big.safetensors").exists()
+    status = json.loads((env.work / "output" / "status.json").read_text())["models"]
+    assert [m["state"] for m in status] == ["interrupted"]
+
+    env.files.clear_log()
+    env.files.blobs["/f/big.safetensors"].rate = None
+    second = env.run(wf)
+    assert second.returncode == 0, second.stderr
+    assert outcomes(report_of(second)) == {"big.safetensors": "downloaded"}
+    assert (env.loras / "big.safetensors").read_bytes() == data
+    ranges = [r.range or "" for r in env.files.requests_to("/f/big.safetensors", "GET")]
+    assert any(r.startswith(f"bytes={kept}-") for r in ranges), ranges  # resumed, not restarted
+
+
+# ---------------------------------------------------------------- a disk that fills up
+
+
+def _limit_file_size() -> None:
+    limit = 256 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_full_disk_fails_the_download_cleanly(env: Env) -> None:
+    data = safetensors_bytes("huge", 500_000)  # 1 MB: four times what the "disk" takes
+    env.files.add("/f/huge.safetensors", data)
+    wf = workflow(
+        env.work / "huge.json", [("huge.safetensors", env.files.url_for("/f/huge.safetensors"), None)]
+    )
+    proc = env.run(wf, preexec_fn=_limit_file_size)
+    assert proc.returncode == 1, proc.stderr
+    report = report_of(proc)
+    assert outcomes(report) == {"huge.safetensors": "download_failed"}
+    assert report["models"][0]["reason"]
+    assert not (env.loras / "huge.safetensors").exists()
+    assert "Traceback" not in proc.stderr
+    # The state files are whole: the next run can read them.
+    json.loads((env.work / "output" / "status.json").read_text())
+
+
+# ---------------------------------------------------------------- usage
+
+
+def test_run_without_comfyui_is_a_usage_error_and_without_tty_only_shows_the_plan(env: Env) -> None:
+    wf = workflow(env.work / "u.json", [("x.safetensors", None, None)])
+    cmd = [sys.executable, "-m", "comfyfixer", "run", str(wf), "--output-dir", str(env.work / "output")]
+    proc = subprocess.run(
+        cmd,
+        cwd=env.work,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2 and "--comfyui" in proc.stderr and "COMFYUI_PATH" in proc.stderr
+    proc = subprocess.run(
+        [*cmd, "--comfyui", str(env.root)],
+        cwd=env.work,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0 and "x.safetensors" in proc.stdout and "--yes" in proc.stderr
+    assert not list((env.work / "output").glob("download_*.sh"))
