@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,21 +54,28 @@ def _plan(dest: Path, url: str, sha256: str | None, size: int) -> ScriptPlan:
     )
 
 
-def _timed(cmd: list[str], env: dict[str, str]) -> float:
+def _timed(cmd: list[str], env: dict[str, str], cpu: list[float]) -> float:
+    """Wall-clock seconds of one run; its CPU seconds (user + system, all children) go to `cpu`."""
     # Flush the previous run's dirty pages first: write-back of 1 GiB would slow whichever runs next.
     os.sync()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall
 
 
-def throughput(fs: FileServer, tmp: Path, size: int, rounds: int) -> dict[str, float]:
+def throughput(fs: FileServer, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
     blob = fs.blobs["/bench.safetensors"]
     url = fs.url_for("/bench.safetensors")
     env = _env(tmp)
     models = tmp / "models"
     curl_times: list[float] = []
     script_times: list[float] = []
+    curl_cpu: list[float] = []
+    script_cpu: list[float] = []
     for i in range(rounds):
         plain = tmp / "plain.bin"
         dest = models / f"run{i}" / "bench.safetensors"
@@ -75,10 +84,10 @@ def throughput(fs: FileServer, tmp: Path, size: int, rounds: int) -> dict[str, f
         # Alternate the order so neither side always runs on a warmer (or busier) machine.
         for which in (("curl", "script") if i % 2 == 0 else ("script", "curl")):
             if which == "curl":
-                curl_times.append(_timed(["curl", "-sS", "--fail", "-o", str(plain), url], env))
+                curl_times.append(_timed(["curl", "-sS", "--fail", "-o", str(plain), url], env, curl_cpu))
                 plain.unlink()
             else:
-                script_times.append(_timed(["bash", str(script)], env))
+                script_times.append(_timed(["bash", str(script)], env, script_cpu))
                 if dest.stat().st_size != size:
                     raise SystemExit("the script did not install the whole file")
                 shutil.rmtree(dest.parent)
@@ -89,6 +98,10 @@ def throughput(fs: FileServer, tmp: Path, size: int, rounds: int) -> dict[str, f
         "ratio": script_s / curl_s,
         "curl_mb_s": size / curl_s / 1e6,
         "script_mb_s": size / script_s / 1e6,
+        "curl_cpu_s": statistics.median(curl_cpu),
+        "script_cpu_s": statistics.median(script_cpu),
+        "curl_runs": curl_times,
+        "script_runs": script_times,
     }
 
 
@@ -119,7 +132,9 @@ def resume(fs: FileServer, tmp: Path, size: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rate-mbs", type=float, default=200.0, help="server throttle in MB/s (1e6 bytes)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -138,8 +153,12 @@ def main() -> None:
             t = throughput(fs, tmp, size, args.rounds)
             r = resume(fs, tmp, size)
     print(f"file {size // MIB} MiB, server throttled to {args.rate_mbs:.0f} MB/s, median of {args.rounds}")
-    print(f"(1) plain curl -o       {t['curl_s']:7.2f} s  {t['curl_mb_s']:6.1f} MB/s")
-    print(f"    script + verify     {t['script_s']:7.2f} s  {t['script_mb_s']:6.1f} MB/s")
+    for label, key in (("(1) plain curl -o    ", "curl"), ("    script + verify  ", "script")):
+        runs = ", ".join(f"{x:.2f}" for x in t[f"{key}_runs"])
+        print(
+            f"{label}  {t[f'{key}_s']:7.2f} s  {t[f'{key}_mb_s']:6.1f} MB/s"
+            f"  cpu {t[f'{key}_cpu_s']:.2f} s  runs [{runs}]"
+        )
     print(f"    ratio               {t['ratio']:7.3f}   (target <= 1.15)")
     print(f"(2) killed at           {r['killed_at']:7.1%} of the file")
     print(f"    re-sent on resume   {r['resume_served']:7.1%} of the file   (target <= 55%)")

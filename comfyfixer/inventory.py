@@ -178,7 +178,11 @@ def _load_yaml(path: Path, registry: _Registry) -> None:
                 )
             _apply_section(path, yaml_dir, entries, registry)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        mark = getattr(exc, "problem_mark", None)
+        context = getattr(exc, "context_mark", None)
+        # An unclosed bracket or quote is only noticed at the end of the file: point where it opened.
+        if context is not None and (mark is None or mark.line >= len(text.splitlines())):
+            mark = context
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _yaml_error(
             path, mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}"

@@ -80,13 +80,16 @@ class Reference:
 
 @dataclass(slots=True)
 class WorkflowResult:
-    """What one workflow file yielded: its format and references, or a one-line reason it could not be read."""
+    """What one workflow file yielded: its format and references, or a one-line reason it was not read."""
 
     path: str
     format: str | None = None  # ui | api | api-wrapped | png:ui | webp:api ...
     error: str | None = None
     references: list[Reference] = field(default_factory=list)
     unknown_nodes: list[str] = field(default_factory=list)
+    # Names with no file extension (prompt `embedding:` / `<lora:>` tags, Lora-Manager lists, folder-type
+    # models): reported, but not planned for download — no source can match them to one exact file.
+    text_references: list[Reference] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -165,7 +168,8 @@ class VerifyReport:
     format: str | None = None  # safetensors | gguf | pickle-zip | pickle | onnx | unknown
     source: str | None = None
     url: str | None = None
-    checks: dict[str, str] = field(default_factory=dict)  # check name -> "ok" | "failed: ..." | "skipped: ..."
+    # check name -> "ok" | "failed: ..." | "skipped: ..."
+    checks: dict[str, str] = field(default_factory=dict)
 
 
 Verdict = Literal["ok", "suspicious"]

@@ -5,11 +5,13 @@ most `jobs` models ahead of the downloads; the main thread starts each found mod
 when a download slot is free, polls the running scripts (progress, `status.json`), and hands every
 finished file to a verify thread, which also runs the review pass after every `batch_size`
 verified files (counted across the run; the remainder at the end). So a search, several downloads
-and a hash check really run at the same time, while every state file is written by one thread.
+and a hash check really run at the same time. `status.json` and the script counter are written by
+the main thread only, `downloaded_models.json` by the verify thread only; every event reaches the
+sink from the main thread (worker-thread collaborators use `forward`).
 
 Every stage is an injected collaborator (the Protocols in `comfyfixer.stages`); `comfyfixer.wiring`
-builds the real ones. Ctrl-C stops the scripts (their process groups), keeps `.part` files, saves state and
-returns a result marked interrupted; the CLI turns that into exit 130.
+builds the real ones. Ctrl-C stops the scripts (their process groups), keeps `.part` files, saves
+state and returns a result marked interrupted; the CLI turns that into exit 130.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ _SEARCH_FAILURES: dict[str, Outcome] = {
     "source_error": "source_error",
     "found": "not_found",
 }
+INTERRUPT_GRACE = 5.0  # seconds Ctrl-C waits for checks already running on downloaded files
 SPEED_WINDOW = 5.0  # seconds of samples behind the speed shown (and the ETA)
 
 
@@ -123,7 +126,12 @@ class _Forward:
     event: events.Event
 
 
-_Message = _SearchStarted | _SearchDone | _SearchEnd | _Verified | _Reviewed | _Forward
+@dataclass
+class _Exited:
+    index: int
+
+
+_Message = _SearchStarted | _SearchDone | _SearchEnd | _Verified | _Reviewed | _Forward | _Exited
 
 
 class Pipeline:
@@ -230,11 +238,11 @@ class Pipeline:
                     message = self._inbox.get_nowait()
                 except queue.Empty:
                     message = None
+            self._poll(running)  # first, so a slot freed by a finished script is refilled right away
             while pending and (self.options.dry_run or len(running) < max(1, self.options.jobs)):
                 index, resolution = pending.popleft()
                 self._start(index, resolution, running)
                 self._release_lookahead()
-            self._poll(running)
             if not searching and not pending and not running and self._outstanding == 0:
                 if self._batch:
                     self._submit_review()
@@ -304,6 +312,7 @@ class Pipeline:
             self._record_review(message.batch)
         elif isinstance(message, _Forward):
             self.sink(message.event)
+        # _Exited only wakes the loop: the poll right after it collects the finished script at once.
 
     def _start(self, index: int, res: Resolution, running: dict[int, _Running]) -> None:
         model, cand = res.model, res.candidate
@@ -348,6 +357,10 @@ class Pipeline:
             self._finish(index, model, base)
             return
         running[index] = _Running(index, model, cand, process, script.path, destination)
+        # A waiter per download wakes the loop the moment the script ends, so the next one starts at once.
+        threading.Thread(
+            target=self._wait_exit, args=(index, process), name=f"comfyfixer-wait-{index}", daemon=True
+        ).start()
         running[index].speed(time.monotonic(), _safe_bytes(process))
         self._set_status(model, "downloading", pid=process.pid, total=cand.size, script=script.path.name)
         self.sink(
@@ -491,6 +504,7 @@ class Pipeline:
                 script=item.script.name,
                 reason="interrupted; the .part file was kept for resume",
             )
+        self._drain_verifications(models, deadline=time.monotonic() + INTERRUPT_GRACE)
         for index, model in enumerate(models):
             if index not in self._results:
                 self._results[index] = ModelResult(
@@ -505,6 +519,17 @@ class Pipeline:
                 if index not in running:
                     self._set_status(model, "interrupted", reason="interrupted")
         log.warning("interrupted: %d download(s) stopped, partial files kept", len(running))
+
+    def _drain_verifications(self, models: list[MissingModel], *, deadline: float) -> None:
+        """Let checks already under way finish (briefly), so an installed file gets its verdict."""
+        pending: deque[tuple[int, Resolution]] = deque()
+        while self._outstanding > 0 and time.monotonic() < deadline:
+            try:
+                message = self._inbox.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            if isinstance(message, (_Verified, _Reviewed)):
+                self._handle(message, models, pending)
 
     # ------------------------------------------------------------ worker threads
 
@@ -537,6 +562,11 @@ class Pipeline:
             except ComfyFixerError as exc:
                 res.reason = f"{res.reason}; LLM search failed: {exc.message}".lstrip("; ")
         return res
+
+    def _wait_exit(self, index: int, process: DownloadProcess) -> None:
+        with contextlib.suppress(Exception):  # a failed wait only loses the early wake-up
+            process.wait()
+        self._inbox.put(_Exited(index))
 
     def _verify_worker(self) -> None:
         while True:

@@ -24,7 +24,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def open_run_log(log_dir: Path, secrets: tuple[str, ...], *, prefix: str = "run") -> tuple[Path, logging.Handler]:
+def open_run_log(
+    log_dir: Path, secrets: tuple[str, ...], *, prefix: str = "run"
+) -> tuple[Path, logging.Handler]:
     """Attach a file handler for this run; returns the log path and the handler (to close at the end)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

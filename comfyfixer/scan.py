@@ -50,6 +50,10 @@ class ScanReport:
         return [ref for wf in self.workflows for ref in wf.references]
 
     @property
+    def text_references(self) -> list[Reference]:
+        return [ref for wf in self.workflows for ref in wf.text_references]
+
+    @property
     def unreadable(self) -> list[WorkflowResult]:
         return [wf for wf in self.workflows if wf.error]
 
@@ -66,6 +70,7 @@ class ScanReport:
             "unreadable": len(self.unreadable),
             "references": len(refs),
             "bypassed": sum(1 for r in refs if r.bypassed),
+            "text_references": len(self.text_references),
             "missing_models": len(self.missing),
         }
         for status in ("present", "misplaced", "missing", "unknown"):
@@ -228,6 +233,8 @@ def parallel_workers(n_files: int, jobs: int | None = None) -> int:
     """
     if n_files < PARALLEL_MIN_FILES or sys.platform != "linux" or threading.active_count() != 1:
         return 1
+    if sys.version_info < (3, 11):  # frozen slotted dataclasses (Hint) only unpickle from 3.11 on
+        return 1
     return max(1, min(jobs or _cpus(), n_files // (PARALLEL_MIN_FILES // 2)))
 
 
@@ -243,15 +250,24 @@ def _parser(n_files: int, jobs: int | None) -> Iterator[_Pool | None]:
             pool.close()
 
 
+def parse_workflow(path: Path) -> WorkflowResult:
+    """Parse one file and set aside the references that have no file extension (see WorkflowResult)."""
+    result = parse_file(path, stems=True)
+    files: list[Reference] = []
+    text: list[Reference] = []
+    for ref in result.references:
+        (files if ref.strategy != "text" and folders.is_model_file(ref.name) else text).append(ref)
+    result.references, result.text_references = files, text
+    return result
+
+
 def _collect(parsed: Iterator[WorkflowResult] | None, files: Sequence[Path]) -> list[WorkflowResult]:
     if parsed is not None:
-        from concurrent.futures.process import BrokenProcessPool
-
         try:
             return list(parsed)
-        except BrokenProcessPool:  # a worker was killed (out of memory?): parse here instead
-            log.warning("parser worker died; parsing %d files in the main process", len(files))
-    return [parse_file(path) for path in files]
+        except Exception as exc:  # parse_file never raises: this is the pool (a worker killed, ...)
+            log.warning("parser pool failed (%s); parsing %d files in this process", exc, len(files))
+    return [parse_workflow(path) for path in files]
 
 
 def scan(
@@ -273,14 +289,15 @@ def scan(
     files = discover(paths, exclude=exclude)
     with _parser(len(files), jobs) as pool:
         # Workers parse while this process walks the models tree; a bad --comfyui fails at once.
-        parsed = (
-            pool.map(parse_file, files, chunksize=max(1, len(files) // (8 * pool.workers))) if pool else None
-        )
+        chunk = max(1, len(files) // (8 * pool.workers)) if pool else 1
+        parsed = pool.map(parse_workflow, files, chunksize=chunk) if pool else None
         inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
         workflows = _collect(parsed, files)
     if inventory is not None:
         for wf in workflows:
             for ref in wf.references:
+                inventory.classify(ref)
+            for ref in wf.text_references:
                 inventory.classify(ref)
     log.info(
         "scanned %d workflow files (%d unreadable), %d references",
@@ -383,6 +400,7 @@ def report_json(report: ScanReport, *, plan_path: Path | None = None) -> dict[st
         "counts": report.counts(),
         "workflows": [workflow_json(wf) for wf in report.workflows],
         "references": [reference_json(ref) for ref in report.references],
+        "text_references": [reference_json(ref) for ref in report.text_references],
         "missing": [missing_json(m, report.target_dir(m)) for m in report.missing],
     }
 
@@ -410,6 +428,7 @@ __all__ = [
     "discover",
     "missing_json",
     "parallel_workers",
+    "parse_workflow",
     "plan",
     "reference_json",
     "report_json",

@@ -22,8 +22,11 @@ def safetensors(tensor_bytes: int = 64, *, metadata: dict[str, str] | None = Non
         header["__metadata__"] = metadata
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + bytes(range(256)) * (tensor_bytes // 256) + bytes(
-        tensor_bytes % 256
+    return (
+        struct.pack("<Q", len(raw))
+        + raw
+        + bytes(range(256)) * (tensor_bytes // 256)
+        + bytes(tensor_bytes % 256)
     )
 
 
@@ -38,7 +41,9 @@ def malicious_pickle() -> bytes:
     return (
         b"\x80\x02"
         + b"cos\nsystem\n"
-        + b"X" + struct.pack("<I", len(arg)) + arg
+        + b"X"
+        + struct.pack("<I", len(arg))
+        + arg
         + b"\x85"  # TUPLE1
         + b"R"  # REDUCE
         + b"."  # STOP

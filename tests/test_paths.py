@@ -70,7 +70,7 @@ def test_unsafe_names_are_refused_with_a_reason(models: Path, name: str, why: st
     [
         "x $(touch pwned).safetensors",
         "x `id`.safetensors",
-        "it's \"quoted\".safetensors",
+        'it\'s "quoted".safetensors',
         "semi;colon & amp | pipe.safetensors",
         "-leading-dash.safetensors",
         "ünïcödé 模型.safetensors",

@@ -370,7 +370,8 @@ def test_run_without_comfyui_is_a_usage_error_and_without_tty_only_shows_the_pla
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 2 and "--comfyui" in proc.stderr and "COMFYUI_PATH" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "--comfyui" in proc.stderr and "COMFYUI_PATH" in proc.stderr, proc.stderr
     proc = subprocess.run(
         [*cmd, "--comfyui", str(env.root)],
         cwd=env.work,

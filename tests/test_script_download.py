@@ -46,8 +46,22 @@ DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 # Tools the scripts need besides curl/wget, for the PATH-restricted cases.
 BASE_TOOLS = (
-    "bash", "cat", "tee", "head", "tr", "mv", "rm", "mkdir", "mktemp", "stat", "sleep",
-    "truncate", "flock", "sha256sum", "openssl", "env",
+    "bash",
+    "cat",
+    "tee",
+    "head",
+    "tr",
+    "mv",
+    "rm",
+    "mkdir",
+    "mktemp",
+    "stat",
+    "sleep",
+    "truncate",
+    "flock",
+    "sha256sum",
+    "openssl",
+    "env",
 )
 
 
@@ -174,22 +188,35 @@ def test_downloads_verifies_and_installs(rig: Rig) -> None:
     assert not list(rig.tmp.glob("comfyfixer.*")), "the script's temporary folder was left behind"
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_the_file_is_hashed_once_while_it_streams(rig: Rig) -> None:
     rig.server.add("/m/x.safetensors", DATA)
-    plan = rig.plan("/m/x.safetensors")
-    spy_dir = rig.tmp / "spy"
-    spy_dir.mkdir()
-    calls = rig.tmp / "hash_calls"
-    (spy_dir / "openssl").write_text(
-        f'#!/bin/sh\nbytes=$(tee "{rig.tmp}/hashed" | wc -c)\necho "$bytes" >>"{calls}"\n'
-        f'exec {shutil.which("openssl")} dgst -sha256 -r <"{rig.tmp}/hashed"\n'
-    )
-    (spy_dir / "openssl").chmod(0o755)
-    result = rig.run(rig.script(plan), rig.env(PATH=f"{spy_dir}:{os.environ['PATH']}"))
+    calls = rig.tmp / "calls"
+    spy = rig.tmp / "spy"
+    spy.mkdir()
+    # The rendering interpreter, wrapped to log each use; stand-alone hashers that log and fail.
+    python = spy / "python3"
+    python.write_text(f'#!/bin/sh\necho python >>"{calls}"\nexec "{sys.executable}" "$@"\n')
+    for tool in ("python3", "openssl", "sha256sum", "shasum"):
+        if tool != "python3":
+            (spy / tool).write_text(f'#!/bin/sh\necho {tool} >>"{calls}"\nexit 1\n')
+        (spy / tool).chmod(0o755)
+    plan = rig.plan("/m/x.safetensors", python=str(python))
+    result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
-    # One self-test on empty input when the hasher is picked, then exactly one pass over the file.
-    assert calls.read_text().split() == ["0", str(len(DATA))]
+    assert reported_sha(result.stdout) == SHA
+    # One probe that Python works, then one streaming pass that writes and hashes: nothing else.
+    assert calls.read_text().split() == ["python", "python"]
+
+
+def test_without_python_the_shell_pipeline_streams_and_resumes(rig: Rig) -> None:
+    rig.server.add("/m/x.safetensors", DATA)
+    rig.server.drop("/m/x.safetensors", after=70_000)
+    plan = rig.plan("/m/x.safetensors", python="/nonexistent/python3")
+    result = rig.run(rig.script(plan))
+    assert result.returncode == 0, result.stderr
+    assert plan.dest.read_bytes() == DATA
+    assert reported_sha(result.stdout) == SHA
+    assert rig.server.requests_to("/m/x.safetensors", "GET")[-1].range == "bytes=70000-"
 
 
 def test_unknown_hash_and_size_still_reports_the_hash(rig: Rig) -> None:
@@ -483,7 +510,7 @@ def test_a_different_file_at_the_destination_is_left_alone(rig: Rig) -> None:
     [
         "sub dir/x $(touch pwned).safetensors",
         "x `touch pwned` y.safetensors",
-        "it's \"quoted\" ; touch pwned.safetensors",
+        'it\'s "quoted" ; touch pwned.safetensors',
         r"win\sub\$HOME & touch pwned.safetensors",
         "-n --help.safetensors",
         "ünï 模型 *.safetensors",
@@ -629,6 +656,34 @@ def test_terminate_keeps_the_part_and_the_next_run_resumes(rig: Rig) -> None:
     assert plan.dest.read_bytes() == big
     [request] = rig.server.requests
     assert request.range == f"bytes={kept}-"
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to read command lines")
+def test_token_is_not_in_any_command_line(rig: Rig) -> None:
+    big = os.urandom(1_000_000)
+    rig.server.add("/m/slow.safetensors", big, rate=2_000_000)
+    plan = rig.plan("/m/slow.safetensors", sha256=None, size=len(big), auth="huggingface")
+    proc = ScriptProcess.start(rig.script(plan), env=rig.env(HF_TOKEN=TOKEN), log_path=rig.tmp / "t.log")
+    seen: set[str] = set()
+    try:
+        while proc.poll() is None:
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if os.getpgid(int(entry.name)) != proc.pid:
+                        continue
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except (OSError, ProcessLookupError):
+                    continue
+                seen.add(Path(argv[0].decode()).name)
+                assert TOKEN.encode() not in b" ".join(argv)
+            time.sleep(0.01)
+    finally:
+        proc.terminate()
+    assert proc.returncode == 0
+    assert "curl" in seen, f"never saw curl running (saw {sorted(seen)})"
+    assert rig.server.requests[0].authorization == f"Bearer {TOKEN}"
 
 
 def test_script_process_describes_failures(rig: Rig) -> None:

@@ -53,8 +53,13 @@ def test_valid_safetensors_passes_every_check(tmp_path: Path) -> None:
     assert report.ok, report.checks
     assert report.format == "safetensors"
     assert report.sha256 == hashlib.sha256(data).hexdigest()
-    assert report.checks == {"exists": "ok", "size": "ok", "format": "ok", "sha256": "ok",
-                             "pickle": "skipped: not a pickle format"}
+    assert report.checks == {
+        "exists": "ok",
+        "size": "ok",
+        "format": "ok",
+        "sha256": "ok",
+        "pickle": "skipped: not a pickle format",
+    }
     assert (report.source, report.url, report.size) == ("huggingface", "https://huggingface.co/x", len(data))
 
 
@@ -147,6 +152,7 @@ def test_a_matching_sidecar_spares_the_hash_and_a_stale_one_is_ignored(tmp_path:
     sidecar.write_text(f"{'c' * 64}  m.safetensors\n# comfyfixer {stamp}\n")
     assert sidecar_sha256(path) == "c" * 64
     assert _verify(path).sha256 == "c" * 64
+    assert _verify(path, trust_sidecar=False).sha256 == hashlib.sha256(data).hexdigest()
     os.utime(path, (st.st_atime, st.st_mtime + 10))
     assert sidecar_sha256(path) is None
     assert _verify(path).sha256 == hashlib.sha256(data).hexdigest()

@@ -51,7 +51,8 @@ def _register() -> None:
 def run_app() -> None:
     _register()
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False makes click return the code of `typer.Exit` instead of raising it.
+        code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -76,3 +77,4 @@ def run_app() -> None:
         if cli_errors.debug_enabled():
             raise
         sys.exit(cli_errors.report(exc))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -159,4 +159,4 @@ class ProgressDisplay:
 def _verification_line(event: events.VerificationPass) -> str:
     if event.llm:
         return f"verification pass over {event.count} file(s): {event.suspicious} suspicious"
-    return f"verification pass over {event.count} file(s): deterministic checks only ({event.reason})"
+    return f"verification pass over {event.count} file(s): {event.reason or 'deterministic checks only'}"

@@ -154,6 +154,9 @@ def scan_view(report: ScanReport, plan_path: Path | None = None) -> RenderableTy
     if bypassed:
         title = "on bypassed or muted nodes" + ("" if report.include_bypassed else " (not planned)")
         parts.append(status_table(title, bypassed, status=True))
+    if report.text_references:
+        title = "named in prompt text or without a file extension (not planned: no exact file name)"
+        parts.append(status_table(title, report.text_references, status=True))
     if report.unreadable:
         parts.append(unreadable_table(report.unreadable))
     parts.append(summary(report, plan_path))

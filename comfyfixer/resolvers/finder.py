@@ -21,7 +21,7 @@ import httpx
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
 from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client
-from comfyfixer.models import Candidate, MissingModel, Resolution, base_name
+from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome, base_name
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
@@ -75,6 +75,7 @@ class Finder:
         self.session = HttpSession(http, policy=policy, counter=self.counter, secrets=settings.secrets)
         self.catalogue = catalogue or Catalogue(settings, None, None)
         if self.catalogue.session is None and self.catalogue.settings.catalog_url:
+            # A catalogue built without a client fetches through this run's session (counted, retried).
             self.catalogue.session = self.session
         self.verified = verified or VerifiedCatalogue(settings, None)
         self.validator = Validator(settings, self.session)
@@ -194,7 +195,7 @@ class Finder:
     def _finish(
         self,
         attempt: _Attempt,
-        outcome: str,
+        outcome: SearchOutcome,
         reason: str,
         *,
         candidate: Candidate | None = None,
@@ -204,7 +205,7 @@ class Finder:
         model = attempt.model
         resolution = Resolution(
             model=model,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             candidate=candidate,
             candidates=candidates if candidates is not None else ([candidate] if candidate else []),
             reason=reason,

@@ -40,16 +40,23 @@ def clean_url(raw: str, settings: Settings | None = None) -> str | None:
     query = [
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _DROP_PARAMS
     ]
-    host = parts.hostname.lower()
-    path = parts.path
-    if host in HF_HOSTS:
-        segments = path.split("/")
+    cleaned = urlunsplit((parts.scheme.lower(), parts.netloc, parts.path, urlencode(query, doseq=True), ""))
+    if settings is not None:
+        cleaned = rewrite_endpoint(cleaned, settings)
+        hub_path = _endpoint_path(cleaned, settings.hf_endpoint)
+    else:
+        hub_path = None
+    if hub_path is None and parts.hostname.lower() in HF_HOSTS:
+        hub_path = urlsplit(cleaned).path
+    if hub_path is not None:
+        segments = hub_path.split("/")
         # /{org}/{repo}/blob/{rev}/{file} is the page about a file; /resolve/ is the file itself.
         if len(segments) > 4 and segments[3] == "blob":
             segments[3] = "resolve"
-            path = "/".join(segments)
-    cleaned = urlunsplit((parts.scheme.lower(), parts.netloc, path, urlencode(query, doseq=True), ""))
-    return rewrite_endpoint(cleaned, settings) if settings is not None else cleaned
+            fixed = urlsplit(cleaned)
+            prefix = fixed.path[: len(fixed.path) - len(hub_path)]
+            cleaned = urlunsplit(fixed._replace(path=prefix + "/".join(segments)))
+    return cleaned
 
 
 def rewrite_endpoint(url: str, settings: Settings) -> str:

@@ -388,7 +388,9 @@ class World:
                 also_at=tuple(locs[1:]),
             )
             for other in hf_locations:  # renamed hints still resolve to something real
-                if other not in locs:
+                existing = self.hub.repo(other[0])
+                # ...but never replace a file another model already placed there (a shared hint path).
+                if other not in locs and (existing is None or other[1] not in existing.files):
                     self._put_hf(other[0], other[1], model_bytes(other[1], f"{self.seed}:{other}"))
         else:
             exp = self._place_unhinted(directory, ref_name, rng)

@@ -56,6 +56,8 @@ RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 HOLD_LOCK=0
+HASHER=""
+STREAMER=pipeline
 
 say() { printf 'comfyfixer: %s\n' "$*" >&2; }
 fail() {
@@ -90,7 +92,7 @@ file_size() {
 hash_stream() {
   case $HASHER in
     openssl) openssl dgst -sha256 -r ;;
-    python) "$PYTHON" -c 'import hashlib, sys
+    python) "$PYTHON" -S -c 'import hashlib, sys
 h = hashlib.sha256()
 for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
     h.update(block)
@@ -109,6 +111,7 @@ pick_hasher() {
 }
 hash_file() {
   local out
+  if [ -z "$HASHER" ]; then pick_hasher; fi
   out=$(hash_stream <"$1") || fail 15 "cannot read $1"
   printf '%s\n' "${out%% *}"
 }
@@ -180,7 +183,6 @@ check_existing() {
   if sha=$(sidecar_sha256); then
     :
   elif [ -n "$EXPECTED_SHA256" ]; then
-    pick_hasher
     sha=$(hash_file "$DEST")
     if [ "$sha" = "$EXPECTED_SHA256" ]; then write_sidecar "$sha"; fi
   else
@@ -247,11 +249,42 @@ fetch() {
   fi
 }
 
-# One attempt: the bytes missing from the part are appended to it while the whole part (what
-# was already there, then the new bytes) streams through a single sha256 pass.
+# Appends stdin to the part and prints the sha256 of the whole part: what was already there
+# (re-read on a retry), then the new bytes as they arrive. Unbuffered writes keep the part a clean
+# prefix of the file even when the process is killed.
+STREAM_PY='import hashlib, sys
+h = hashlib.sha256()
+buf = bytearray(1 << 20)
+view = memoryview(buf)
+try:
+    with open(sys.argv[1], "rb") as old:
+        for n in iter(lambda: old.readinto(buf), 0):
+            h.update(view[:n])
+    src = sys.stdin.buffer.raw
+    with open(sys.argv[1], "ab", buffering=0) as out:
+        for n in iter(lambda: src.readinto(buf), 0):
+            done = 0
+            while done < n:
+                done += out.write(view[done:n])
+            h.update(view[:n])
+except OSError as exc:
+    sys.stderr.write("comfyfixer: cannot write the partial file: %s\n" % exc)
+    sys.exit(1)
+print(h.hexdigest())'
+
+# One attempt: the bytes missing from the part are appended to it while the whole part streams
+# through a single sha256 pass. The Python streamer does it in one process; without Python,
+# `{ cat part; fetch | tee -a part; } | hasher` does the same with more copies.
 transfer() {
   local offset=$1
   rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
+  if [ "$STREAMER" = python ]; then
+    set +e
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PY" "$PART" >"$WORK/sha"
+    printf '0 %s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
+    set -e
+    return 0
+  fi
   {
     set +e
     local cat_rc=0
@@ -283,8 +316,17 @@ restore_part() {
   if command -v truncate >/dev/null 2>&1; then
     truncate -s "$offset" -- "$PART"
   else
-    "$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$PART" "$offset"
+    "$PYTHON" -S -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$PART" "$offset"
   fi
+}
+
+# Throw the part away and start from byte 0 (bounded by the attempts like every other retry).
+restart_part() {
+  if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
+    fail 10 "$1, and $attempt attempts are used up; run this script again later"
+  fi
+  say "$1; starting again from zero"
+  : >"$PART"
 }
 
 auth_failure() {
@@ -298,6 +340,9 @@ auth_failure() {
     "accept the model's licence on its page, then run again"
 }
 
+# Same rule as the Python side: any value but empty or 0 allows.
+pickle_allowed() { case ${COMFYFIXER_ALLOW_PICKLE:-0} in '' | 0) return 1 ;; esac; }
+
 scan_pickle() {
   local rc=0
   "$PYTHON" -c 'import sys
@@ -309,6 +354,11 @@ except Exception as exc:
 path, ext = sys.argv[1], sys.argv[2]
 try:
     with open(path, "rb") as fh:
+        magic = fh.read(4)
+        if not (magic == b"PK\x03\x04" or magic[:1] == b"\x80"):
+            sys.stderr.write("comfyfixer: the file is neither a pickle nor a zip of pickles\n")
+            sys.exit(2)
+        fh.seek(0)
         result = scan_bytes(fh, path, ext)
 except Exception as exc:
     sys.stderr.write("comfyfixer: the pickle could not be scanned: %s\n" % exc)
@@ -321,7 +371,7 @@ sys.exit(2 if result.scan_err else 0)' "$PART" "$PICKLE_EXT" || rc=$?
   case $rc in
     0) return 0 ;;
     1 | 2)
-      if [ "${COMFYFIXER_ALLOW_PICKLE:-}" = 1 ]; then
+      if pickle_allowed; then
         say "warning: installing a pickle file the scanner flagged, because COMFYFIXER_ALLOW_PICKLE=1"
         return 0
       fi
@@ -332,7 +382,7 @@ sys.exit(2 if result.scan_err else 0)' "$PART" "$PICKLE_EXT" || rc=$?
       reject 16 "refusing to install: the pickle file could not be scanned;" \
         "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source" ;;
     *)
-      if [ "${COMFYFIXER_ALLOW_PICKLE:-}" = 1 ]; then
+      if pickle_allowed; then
         say "warning: installing an unscanned pickle file, because COMFYFIXER_ALLOW_PICKLE=1"
         return 0
       fi
@@ -375,7 +425,8 @@ elif command -v wget >/dev/null 2>&1; then
 else
   fail 17 "neither curl nor wget is installed; install curl and run this script again"
 fi
-pick_hasher
+# -S: the streamer needs only the standard library, and starts in a third of the time without site.
+if "$PYTHON" -S -c 'import hashlib' >/dev/null 2>&1; then STREAMER=python; else pick_hasher; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 : >>"$PART" 2>/dev/null || fail 15 "cannot write $PART; check permissions and free space"
 
@@ -426,13 +477,11 @@ while :; do
     if [ -n "$EXPECTED_SIZE" ] && [ -n "$RANGE_TOTAL" ] && [ "$RANGE_TOTAL" != "$EXPECTED_SIZE" ]; then
       reject 13 "the server's file has $RANGE_TOTAL bytes, expected $EXPECTED_SIZE"
     fi
-    say "the server cannot resume at byte $offset; starting again"
-    : >"$PART"
+    restart_part "the server cannot resume at byte $offset"
     continue
   fi
   if [ "$FETCHER" = curl ] && [ "$fetch_rc" = 33 ]; then
-    say "the server cannot resume; starting again from zero"
-    : >"$PART"
+    restart_part "the server does not support resuming"
     continue
   fi
   case $status in 2??) ;; ?*) restore_part "$offset" ;; esac
