@@ -24,6 +24,7 @@ CHUNK = 1 << 20
 SNIFF_BYTES = 512
 # A safetensors JSON header above this is not plausible (real ones are KBs to a few MB).
 MAX_SAFETENSORS_HEADER = 100 << 20
+# Pickle-based files (or zips of pickles): scanned before install, by the script and again here.
 PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
 # What each extension must look like; a format outside the set fails the check.
 EXPECTED_FORMATS: dict[str, frozenset[str]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -34,22 +35,26 @@ def _root(
     """Find, download and verify every model file a folder of ComfyUI workflows needs."""
 
 
-def _register() -> None:
-    from comfyfixer.cli import scan as scan_cmd
+COMMANDS = ("scan", "run", "status", "verify", "doctor")
 
-    app.command("scan")(scan_cmd.scan)
-    for module_name in ("run", "doctor", "status", "verify"):
-        try:
-            module = __import__(f"comfyfixer.cli.{module_name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"comfyfixer.cli.{module_name}":
-                raise
-            continue
-        module.register(app)
+
+def _register(argv: list[str]) -> None:
+    """Register the command being run, or every command when none is named (help, version).
+
+    Each command module imports what it needs (rich progress, state files, HTTP clients); loading
+    only the one asked for keeps `comfyfixer scan` quick to start.
+    """
+    named = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name in (named,) if named in COMMANDS else COMMANDS:
+        module = importlib.import_module(f"comfyfixer.cli.{name}")
+        if name == "scan":
+            app.command("scan")(module.scan)
+        else:
+            module.register(app)
 
 
 def run_app() -> None:
-    _register()
+    _register(sys.argv[1:])
     try:
         # standalone_mode=False makes click return the code of `typer.Exit` instead of raising it.
         code = app(standalone_mode=False)

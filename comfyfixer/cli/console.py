@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _consoles: dict[str, Console] = {}
 
@@ -19,6 +20,9 @@ _consoles: dict[str, Console] = {}
 def _console(stream: str) -> Console:
     console = _consoles.get(stream)
     if console is None:
+        # Imported here so `--json` runs, which print no table, do not pay for rich at start-up.
+        from rich.console import Console
+
         console = Console(stderr=stream == "stderr", markup=False, highlight=False, soft_wrap=False)
         _consoles[stream] = console
     return console

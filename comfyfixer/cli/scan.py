@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from comfyfixer.cli.console import notice, print_json, stdout_console
-from comfyfixer.cli.render import print_scan
 from comfyfixer.config import Settings
 from comfyfixer.scan import ScanReport, report_json, scan_with_settings
 
@@ -85,4 +84,6 @@ def scan(
     if json_output:
         print_json(report_json(report, plan_path=plan_path))
     else:
+        from comfyfixer.cli.render import print_scan  # rich tables: only when people read the output
+
         print_scan(stdout_console(), report, plan_path)

@@ -15,8 +15,10 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from comfyfixer.errors import redact
 from comfyfixer.paths import has_control_chars, safe_file_component
 from comfyfixer.scripts.template import BODY
+from comfyfixer.verify import PICKLE_EXTENSIONS
 
 Auth = Literal["huggingface", "civitai"]
 
@@ -54,8 +56,6 @@ EXIT_CODES: dict[int, str] = {
 
 # Auth kind -> the environment variable the script reads (never a value).
 TOKEN_VARIABLES: dict[str, str] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_TOKEN"}
-# Extensions whose files are pickles (or zips of pickles) and are scanned before install.
-PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SECRET_PARAMS = frozenset({"token", "api_key", "apikey", "access_token", "hf_token"})
@@ -97,7 +97,7 @@ class ScriptPlan:
             raise ValueError("destination contains a control character")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"download URL must be http(s) with a host: {self.url!r}")
+            raise ValueError(f"download URL must be http(s) with a host: {redact(self.url)!r}")
         if has_control_chars(self.url) or any(ch.isspace() for ch in self.url):
             raise ValueError("download URL contains whitespace or a control character")
         if parts.username or parts.password:
@@ -177,16 +177,16 @@ def _header(plan: ScriptPlan) -> list[str]:
 def render_script(plan: ScriptPlan) -> str:
     """The complete bash script for one model."""
     values = [
-        ("DEST", _q(str(plan.dest))),
-        ("DEST_DIR", _q(str(plan.dest.parent))),
-        ("BASE_NAME", _q(plan.dest.name)),
-        ("URL", _q(plan.url)),
-        ("EXPECTED_SIZE", _q("" if plan.size is None else str(plan.size))),
-        ("EXPECTED_SHA256", _q(plan.sha256 or "")),
-        ("AUTH_VAR", _q(TOKEN_VARIABLES.get(plan.auth or "", ""))),
-        ("PYTHON", _q(plan.python)),
-        ("USER_AGENT", _q(plan.user_agent)),
-        ("PICKLE_EXT", _q(plan.pickle_extension or "")),
+        ("DEST", str(plan.dest)),
+        ("DEST_DIR", str(plan.dest.parent)),
+        ("BASE_NAME", plan.dest.name),
+        ("URL", plan.url),
+        ("EXPECTED_SIZE", "" if plan.size is None else str(plan.size)),
+        ("EXPECTED_SHA256", plan.sha256 or ""),
+        ("AUTH_VAR", TOKEN_VARIABLES.get(plan.auth or "", "")),
+        ("PYTHON", plan.python),
+        ("USER_AGENT", plan.user_agent),
+        ("PICKLE_EXT", plan.pickle_extension or ""),
     ]
     lines = _header(plan)
     if any(ch in value for _, value in values for ch in "$`'\"\\"):
@@ -194,5 +194,5 @@ def render_script(plan: ScriptPlan) -> str:
         # quoting warnings would have us double-check. The directive must precede the first command.
         lines.insert(1, "# shellcheck disable=SC2016,SC2089,SC2090")
     lines += ["set -euo pipefail", "umask 022", ""]
-    lines += [f"{name}={value}" for name, value in values]
+    lines += [f"{name}={_q(value)}" for name, value in values]
     return "\n".join(lines) + "\n" + BODY.lstrip("\n")

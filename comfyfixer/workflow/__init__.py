@@ -14,7 +14,6 @@ from comfyfixer.models import WorkflowResult
 from comfyfixer.workflow.api import is_api, walk_api
 from comfyfixer.workflow.collect import Collector
 from comfyfixer.workflow.loader import LoadError, load_bytes
-from comfyfixer.workflow.nodes import stem_markers
 from comfyfixer.workflow.ui import is_ui, walk_ui
 
 __all__ = ["MAX_FILE_BYTES", "parse_bytes", "parse_document", "parse_file"]
@@ -46,8 +45,6 @@ def parse_bytes(data: bytes, path: str, *, stems: bool = False) -> WorkflowResul
     except LoadError as exc:
         return WorkflowResult(path=path, error=str(exc))
     if loaded.container == "json":
-        if stems and not any(marker in data for marker in stem_markers()):
-            stems = False  # same answer, without the slower text pass
         return parse_document(loaded.documents["json"], path, stems=stems)
     col = Collector(workflow=path, stems=stems)
     kinds = []

@@ -94,6 +94,23 @@ def may_hold_model(values: object, depth: int = 0) -> bool:
     return False
 
 
+def may_hold_text_reference(values: object, depth: int = 0) -> bool:
+    """Cheap pre-check for the text pass: a prompt tag (`embedding:`, `<lora:`) or a Lora-Manager list."""
+    if isinstance(values, str):
+        return "embedding:" in values or ("ora:" in values and "<lora:" in values.lower())
+    if depth >= MAX_VALUE_DEPTH:
+        return False
+    if isinstance(values, dict):
+        if "strength" in values:
+            return True
+        values = values.values()
+    elif not isinstance(values, list):
+        return False
+    return any(
+        isinstance(item, (str, list, dict)) and may_hold_text_reference(item, depth + 1) for item in values
+    )
+
+
 def iter_strings(value: object, depth: int = 0) -> Iterator[str]:
     """Every string inside a widget value (lists and dict values), to a bounded depth."""
     if isinstance(value, str):

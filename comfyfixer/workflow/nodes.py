@@ -96,18 +96,3 @@ def loader_table() -> dict[str, NodeSpec]:
 def lookup(node_type: str) -> NodeSpec | None:
     return loader_table().get(node_type)
 
-
-@lru_cache(maxsize=1)
-def stem_markers() -> tuple[bytes, ...]:
-    """Byte strings without which a JSON workflow cannot hold a reference that has no file extension.
-
-    Prompt tags (`embedding:`, `<lora:`), Lora-Manager lists (`"strength"`) and the node types whose
-    input names a model folder. Checking the raw bytes first lets a scan skip the slower text pass
-    for the many workflows that have none.
-    """
-    dir_nodes = (
-        json.dumps(spec.node_type).encode()
-        for spec in loader_table().values()
-        if any(inp.directory_type for inp in spec.inputs)
-    )
-    return (b"embedding:", b"<lora:", b'"strength"', *dir_nodes)

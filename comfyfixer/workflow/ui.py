@@ -84,7 +84,7 @@ class _Walker:
                 and not is_group
                 and not overrides
                 and not models
-                and not stems
+                and not (stems and heuristics.may_hold_text_reference(values))
                 and not heuristics.may_hold_model(values)
                 and lookup(node_type) is None
             ):

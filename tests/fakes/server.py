@@ -55,7 +55,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
-    status: int | None = None  # filled in once the reply has been sent
+    status: int | None = None  # filled in just before the reply is sent
 
     @property
     def params(self) -> dict[str, list[str]]:
@@ -137,19 +137,21 @@ class Exchange:
     def start(self, status: int, headers: Headers | None = None) -> None:
         """Send the status line and headers. The caller must have set Content-Length (or will drop)."""
         h = self._handler
+        # Recorded before anything is sent: a client may read the request log as soon as it has the answer.
+        self.record.status = status
         h.send_response(status)
         for name, value in _header_list(headers):
             h.send_header(name, value)
         h.end_headers()
         self.headers_sent = True
-        self.record.status = status
 
     def write(self, data: bytes | memoryview) -> None:
         """Write body bytes (nothing on HEAD); counted per path in `FakeServer.bytes_sent`."""
         if self.is_head or not data:
             return
-        self._handler.wfile.write(data)
+        # Counted first, like the status: the client may look at the count as soon as it has the bytes.
         self._fake._count(self.path, len(data))
+        self._handler.wfile.write(data)
 
     def reply(
         self,

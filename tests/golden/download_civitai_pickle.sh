@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016,SC2089,SC2090
 # comfyfixer download script 012: safe to run again at any time, from any folder.
 #
 # model:   sd15/realisticVision_v60.ckpt

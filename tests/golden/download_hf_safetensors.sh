@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016,SC2089,SC2090
 # comfyfixer download script 007: safe to run again at any time, from any folder.
 #
 # model:   flux1-dev-fp8.safetensors
