@@ -240,9 +240,9 @@ def parallel_workers(n_files: int, jobs: int | None = None) -> int:
 
 @contextlib.contextmanager
 def _parser(n_files: int, jobs: int | None) -> Iterator[_Pool | None]:
-    """A worker pool for a large scan, or None to parse in this process."""
+    """Helper processes for a large scan (this process parses a share too), or None to parse here."""
     workers = parallel_workers(n_files, jobs)
-    pool = _Pool(workers) if workers > 1 else None
+    pool = _Pool(workers - 1) if workers > 1 else None
     try:
         yield pool
     finally:
@@ -288,11 +288,17 @@ def scan(
     """
     files = discover(paths, exclude=exclude)
     with _parser(len(files), jobs) as pool:
-        # Workers parse while this process walks the models tree; a bad --comfyui fails at once.
-        chunk = max(1, len(files) // (8 * pool.workers)) if pool else 1
-        parsed = pool.map(parse_workflow, files, chunksize=chunk) if pool else None
+        # Helpers take their shares first; this process walks the models tree (a bad --comfyui fails
+        # at once), then parses the last share itself, so no core waits and half the results need no
+        # pickling. Its share is a little smaller to leave room for the tree walk.
+        helpers = pool.workers if pool else 0
+        split = len(files) * helpers * 6 // (helpers * 6 + 5) if pool else 0
+        farmed, own = files[:split], files[split:]
+        chunk = max(1, len(farmed) // (4 * helpers)) if pool else 1
+        parsed = pool.map(parse_workflow, farmed, chunksize=chunk) if pool else None
         inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
-        workflows = _collect(parsed, files)
+        mine = [parse_workflow(path) for path in own]
+        workflows = _collect(parsed, farmed) + mine
     if inventory is not None:
         for wf in workflows:
             for ref in wf.references:

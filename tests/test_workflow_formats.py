@@ -324,3 +324,19 @@ def test_committed_media_fixtures() -> None:
     assert png_result.format == "png:ui+api" and webp_result.format == "webp:ui+api"
     assert names(png_result) == names(webp_result)
     assert "override/flux-dev-override.safetensors" in names(png_result)
+
+
+def test_note_link_mid_sentence_is_still_a_hint() -> None:
+    # Real notes go on after the link ("... and put it in models/vae"): the note must still be read.
+    url = "https://huggingface.co/org/repo/resolve/main/foo.safetensors?download=true"
+    doc = {
+        "version": 0.4,
+        "links": [],
+        "nodes": [
+            {"id": 1, "type": "MarkdownNote", "mode": 0, "widgets_values": [f"Get [foo]({url}) for vae."]},
+            {"id": 2, "type": "VAELoader", "mode": 0, "widgets_values": ["foo.safetensors"]},
+        ],
+    }
+    (ref,) = parse_document(doc, "note.json").references
+    assert [(h.source, h.directory) for h in ref.hints] == [("note", "vae")]
+    assert ref.url is not None and ref.url.startswith(url.split("?")[0])

@@ -87,6 +87,7 @@ class _Walker:
                 and not (stems and heuristics.may_hold_text_reference(values))
                 and not heuristics.may_hold_model(values)
                 and lookup(node_type) is None
+                and not _is_note(node_type)  # a link anywhere in a note is a download hint
             ):
                 continue
             raw_id = node.get("id", node.get("index"))
