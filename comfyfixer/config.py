@@ -46,6 +46,14 @@ DEFAULT_REDIRECT_HOST_SUFFIXES = (
 )
 
 
+def pickle_allowed(env: Mapping[str, str]) -> bool:
+    """Whether the user lets a pickle file the scanner flagged be installed: `COMFYFIXER_ALLOW_PICKLE=1` only.
+
+    The download scripts apply the same rule, so a file is never refused by one and installed by the other.
+    """
+    return env.get("COMFYFIXER_ALLOW_PICKLE", "").strip() == "1"
+
+
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from comfyfixer.config import pickle_allowed
 from comfyfixer.errors import ComfyFixerError, UnsafePathError
 from comfyfixer.inventory import Inventory
 from comfyfixer.models import Candidate, MissingModel, VerifyReport
@@ -121,7 +122,7 @@ def build_stages(
         finder=finder,
         scripts=RenderedScripts(),
         launcher=ScriptLauncher(env),
-        checker=FileChecker(allow_pickle=env.get("COMFYFIXER_ALLOW_PICKLE", "") not in ("", "0")),
+        checker=FileChecker(allow_pickle=pickle_allowed(env)),
         placement=InventoryPlacement(inventory),
         agent=agent,
         reviewer=reviewer,

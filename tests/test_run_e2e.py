@@ -13,6 +13,7 @@ the state files' sizes so only the model write fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -383,3 +384,102 @@ def test_run_without_comfyui_is_a_usage_error_and_without_tty_only_shows_the_pla
     )
     assert proc.returncode == 0 and "x.safetensors" in proc.stdout and "--yes" in proc.stderr
     assert not list((env.work / "output").glob("download_*.sh"))
+
+
+def _converse(cmd: list[str], env: dict[str, str], cwd: Path, answers: list[str]) -> tuple[int, str]:
+    """Run `cmd` on a pseudo-terminal, typing each answer when a `Proceed?` prompt appears."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    # A wide terminal, as a person would have: the tables are not wrapped mid-URL.
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 220, 0, 0))
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=child_fd, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    seen, pending, deadline = b"", list(answers), time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if pending and seen.count(b"Proceed?") > len(answers) - len(pending):
+                    os.write(main_fd, pending.pop(0).encode() + b"\r")
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=10), seen.decode("utf-8", "replace")
+    finally:
+        os.close(main_fd)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_prompt_offers_y_n_v_and_v_shows_the_hints_before_asking_again(env: Env) -> None:
+    url = env.files.url_for("/l/seen.safetensors")
+    wf = workflow(env.work / "p.json", [("seen.safetensors", url, None)])
+    cmd = [sys.executable, "-m", "comfyfixer", "run", str(wf), "--comfyui", str(env.root)]
+    cmd += ["--output-dir", str(env.work / "output"), "--log-dir", str(env.work / "log")]
+    environ = {**env.environ(), "TERM": "xterm"}
+    code, screen = _converse(cmd, environ, env.work, ["v", "n"])
+    assert code == 0, screen
+    assert screen.count("Proceed? [y/n/v]") == 2, screen  # the choices are shown, and asked again after v
+    assert url in screen  # `v` lists the hints found for each model
+    assert "Nothing downloaded" in screen
+    assert not list((env.work / "output").glob("download_*.sh"))
+
+
+def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env) -> None:
+    from tests.fakes.llm import serve_llm
+
+    # Only in a repo whose name shares no word with the file: no derived query or publisher finds it.
+    data = safetensors_bytes("secret_lora", 3000)
+    env.hub.add_repo("someone/odd-name")
+    env.hub.add_file("someone/odd-name", "secret_lora.safetensors", data)
+    wf = workflow(env.work / "agent.json", [("secret_lora.safetensors", None, None)])
+    key = "sk-e2e-secret-key"
+    for llm in serve_llm():
+        llm.reply_tool_calls(("ping", {"word": "ready"}))  # the one-time endpoint check
+        llm.reply_tool_calls(("search_huggingface", {"query": "odd"}))
+        llm.reply_tool_calls(("list_repo_files", {"repo_id": "someone/odd-name"}))
+        llm.reply_json({"outcome": "found", "file_id": "f1", "reason": "the only exact name"})
+        llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", "reason": "unknown uploader"}]})
+        environ = {
+            **env.environ(),
+            "COMFYFIXER_LLM_BASE_URL": llm.base_url,
+            "COMFYFIXER_LLM_MODEL": "qwen3-8b",
+            "COMFYFIXER_LLM_API_KEY": key,
+        }
+        proc = subprocess.run(
+            env.command(wf), cwd=env.work, env=environ, capture_output=True, text=True, timeout=240
+        )
+        report = report_of(proc)
+        (model,) = report["models"]
+        assert model["outcome"] == "downloaded" and model["source"] == "llm", model
+        assert model["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (env.loras / "secret_lora.safetensors").read_bytes() == data
+        (batch,) = report["verifications"]
+        assert batch["llm"] is True
+        verdicts = [(v["verdict"], v["reason"]) for v in batch["verdicts"]]
+        assert verdicts == [("suspicious", "unknown uploader")]
+        # Without --json the summary names the suspicious file and says why.
+        (env.loras / "secret_lora.safetensors").unlink()
+        llm.reply_tool_calls(("ping", {"word": "ready"}))
+        llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", "reason": "unknown uploader"}]})
+        human = [arg for arg in env.command(wf) if arg != "--json"]
+        proc = subprocess.run(human, cwd=env.work, env=environ, capture_output=True, text=True, timeout=240)
+        shown = proc.stdout + proc.stderr
+        assert "suspicious: secret_lora.safetensors: unknown uploader" in proc.stdout, shown
+        history = (env.work / "log" / "qwen_search_history.log").read_text()
+        assert "someone/odd-name" in history
+        for path in (env.work / "log").iterdir():  # the key reaches no log...
+            assert key not in path.read_text(errors="replace"), path
+        for path in (env.work / "output").rglob("*"):  # ...no state file and no script
+            assert not path.is_file() or key not in path.read_text(errors="replace"), path

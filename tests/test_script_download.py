@@ -531,11 +531,13 @@ def test_hostile_names_land_exactly_where_they_belong(rig: Rig, name: str) -> No
 # -- pickle safety --------------------------------------------------------------------------------
 
 
-def test_malicious_pickle_is_refused(rig: Rig) -> None:
+@pytest.mark.parametrize("allow", [None, "true", "yes", "0"])
+def test_malicious_pickle_is_refused(rig: Rig, allow: str | None) -> None:
+    # Only COMFYFIXER_ALLOW_PICKLE=1 opens the door; "true" or "yes" must not (same rule as the tool).
     bad = model_bytes.malicious_pickle()
     rig.server.add("/m/x.ckpt", bad)
     plan = rig.plan("/m/x.ckpt", name="x.ckpt", sha256=None, size=len(bad))
-    result = rig.run(rig.script(plan))
+    result = rig.run(rig.script(plan), rig.env(COMFYFIXER_ALLOW_PICKLE=allow) if allow else None)
     assert result.returncode == EXIT_UNSAFE_PICKLE
     assert "os.system" in result.stderr
     assert not plan.dest.exists()

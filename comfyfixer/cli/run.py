@@ -288,7 +288,7 @@ def _confirmed(report: ScanReport, json_output: bool) -> bool:
         return False
     while True:
         try:
-            answer = console.input("Proceed? [y/n/v] ").strip().lower()
+            answer = console.input("Proceed? [y/n/v] ", markup=False).strip().lower()
         except EOFError:
             answer = "n"
         if answer in ("y", "yes"):
@@ -345,6 +345,9 @@ def _print_summary(console: Console, result: RunResult, settings: Settings, log_
         console.print(
             f"verification pass over {len(v.models)} file(s): {llm}" + (f", {bad} suspicious" if bad else "")
         )
+        for verdict in v.verdicts:
+            if verdict.verdict == "suspicious":
+                console.print(Text(f"  suspicious: {verdict.name}: {verdict.reason}", style="yellow"))
     c = counts(result.results)
     parts = [f"{c[k]} {k.replace('_', ' ')}" for k in _STYLE if c[k]]
     console.print(

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
 from comfyfixer.cli.render import short_path
+from comfyfixer.config import pickle_allowed
 from comfyfixer.models import VerifyReport
 from comfyfixer.state.store import DOWNLOADED_FILE, DownloadedModels
 from comfyfixer.verify import verify_download
@@ -42,7 +43,7 @@ def verify(
     records = store.load()
     for warning in store.warnings:
         notice(warning, level="warning")
-    allow_pickle = os.environ.get("COMFYFIXER_ALLOW_PICKLE", "") not in ("", "0")
+    allow_pickle = pickle_allowed(os.environ)
     reports: list[VerifyReport] = []
     quiet = json_output or not stderr_console().is_terminal
     for i, record in enumerate(records, 1):
@@ -58,6 +59,7 @@ def verify(
                 allow_pickle=allow_pickle,
                 source=record.source,
                 url=record.url,
+                trust_sidecar=False,  # an explicit re-check reads every byte again (bit rot, edits)
             )
         )
     failed = sum(1 for r in reports if not r.ok)

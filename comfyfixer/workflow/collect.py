@@ -153,9 +153,8 @@ class Collector:
         return self.refs
 
 
-def _top_values(view: NodeView) -> Iterable[object]:
-    yield from view.positional
-    yield from view.named.values()
+def _top_values(view: NodeView) -> list[object]:
+    return [*view.positional, *view.named.values()]
 
 
 def _model_hint(entry: object, source: str) -> Hint | None:
@@ -194,7 +193,8 @@ def node_references(col: Collector, view: NodeView) -> None:
                     col.add(name, inp.folder, view=view, input_name=input_name, strategy=strategy)
                     taken.add(name)
     leftovers = False
-    for value in _top_values(view):
+    values = _top_values(view)
+    for value in values:
         for name in heuristics.model_strings(value):
             if name in taken:
                 continue
@@ -217,7 +217,7 @@ def node_references(col: Collector, view: NodeView) -> None:
     if leftovers and spec is None and not view.node_type.startswith(_VALUE_CARRIERS):
         col.unknown_nodes.setdefault(view.node_type)
     if col.stems:
-        _text_references(col, view, taken)
+        _text_references(col, view, values, taken)
 
 
 def _values_for(view: NodeView, inp: InputSpec, aligned: bool) -> Iterable[tuple[str, object, str]]:
@@ -254,9 +254,11 @@ def _names_in(value: object, inp: InputSpec, stems: bool) -> list[str]:
     return list(heuristics.model_strings(value))
 
 
-def _text_references(col: Collector, view: NodeView, taken: set[str]) -> None:
-    for value in _top_values(view):
+def _text_references(col: Collector, view: NodeView, values: list[object], taken: set[str]) -> None:
+    for value in values:
         for text in heuristics.iter_strings(value):
+            if ":" not in text:
+                continue  # both tags hold one; most prompts do not
             for stem in heuristics.lora_tags(text):
                 if stem not in taken:
                     taken.add(stem)

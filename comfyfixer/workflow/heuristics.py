@@ -6,7 +6,7 @@ Everything here is a pure function of strings; the graph walkers decide where to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from comfyfixer.folders import MODEL_EXTENSIONS
@@ -39,10 +39,16 @@ MAX_NAME_LENGTH = 512
 MAX_VALUE_DEPTH = 6
 
 _EXTENSIONS = tuple(sorted(MODEL_EXTENSIONS))
+# Enough trailing characters to hold the longest extension: the only part an extension test reads.
+_TAIL = max(len(ext) for ext in _EXTENSIONS)
 _ANNOTATION = re.compile(r"\s\[(?:input|output|temp)\]$")
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 _EMBEDDING = re.compile(r"embedding:([^\s,()\[\]{}<>:]+)", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]]+", re.IGNORECASE)
+# Cheap tests before the lower-cased ones below, so long prompts are not lower-cased for nothing:
+# each tag regex needs a literal `:` (and `<`, and a URL `://`), and every character that lower-cases
+# to a letter of `embedding:` matches it case-insensitively here.
+_TAG = re.compile(r"embedding:", re.IGNORECASE)
 
 
 def is_sentinel(value: str) -> bool:
@@ -53,12 +59,14 @@ def looks_like_model(value: object) -> bool:
     """True for a single-line string naming a file with a model extension (not a URL, not a sentinel)."""
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
         return False
+    # The extension test first: it rejects almost every value (prompts, sampler names) and only
+    # lower-cases the tail, where the other tests read the whole string.
+    stripped = value.rstrip()
+    if not stripped[-_TAIL:].lower().endswith(_EXTENSIONS):
+        return False
     if "\n" in value or "://" in value or _ANNOTATION.search(value):
         return False
-    lowered = value.rstrip().lower()
-    if not lowered.endswith(_EXTENSIONS):
-        return False
-    stem = lowered.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = stripped.lower().replace("\\", "/").rsplit("/", 1)[-1]
     return stem.rfind(".") > 0
 
 
@@ -76,22 +84,42 @@ def may_hold_model(values: object, depth: int = 0) -> bool:
 
     Most nodes of a workflow hold only numbers and prompts; this keeps the full scan off them.
     """
+    return may_hold_reference(values, False, depth)
+
+
+def may_hold_reference(values: object, text: bool, depth: int = 0) -> bool:
+    """`may_hold_model(values)`, or with `text` also `may_hold_text_reference(values)`, in one pass.
+
+    The graph walk asks this of every node, so it is written for speed: one loop, strings tested
+    inline (only the tail is lower-cased: prompts can be long), recursion only into containers.
+    """
     if isinstance(values, str):
-        # Only the tail matters, and prompts can be long: lower-case the last 12 characters only.
-        return values[-12:].lower().endswith(_EXTENSIONS)
+        return _string_may_hold(values, text)
     if depth >= MAX_VALUE_DEPTH:
         return False
     if isinstance(values, dict):
-        values = values.values()
-    elif not isinstance(values, list):
+        if text and "strength" in values:
+            return True
+        items: Iterable[object] = values.values()
+    elif isinstance(values, list):
+        items = values
+    else:
         return False
-    for item in values:
+    for item in items:
         if isinstance(item, str):
-            if item[-12:].lower().endswith(_EXTENSIONS):
+            if item[-_TAIL:].lower().endswith(_EXTENSIONS) or (
+                text and ("embedding:" in item or ("ora:" in item and "<lora:" in item.lower()))
+            ):
                 return True
-        elif isinstance(item, (list, dict)) and may_hold_model(item, depth + 1):
+        elif isinstance(item, (list, dict)) and may_hold_reference(item, text, depth + 1):
             return True
     return False
+
+
+def _string_may_hold(value: str, text: bool) -> bool:
+    if value[-_TAIL:].lower().endswith(_EXTENSIONS):
+        return True
+    return text and ("embedding:" in value or ("ora:" in value and "<lora:" in value.lower()))
 
 
 def may_hold_text_reference(values: object, depth: int = 0) -> bool:
@@ -111,37 +139,44 @@ def may_hold_text_reference(values: object, depth: int = 0) -> bool:
     )
 
 
-def iter_strings(value: object, depth: int = 0) -> Iterator[str]:
-    """Every string inside a widget value (lists and dict values), to a bounded depth."""
+def iter_strings(value: object, depth: int = 0) -> list[str]:
+    """Every string inside a widget value (lists and dict values), to a bounded depth.
+
+    A list, not a generator: it is asked of every value of every node read, mostly numbers.
+    """
     if isinstance(value, str):
-        yield value
-    elif depth >= MAX_VALUE_DEPTH:
+        return [value]
+    out: list[str] = []
+    if isinstance(value, (list, dict)):
+        _gather_strings(value, depth, out)
+    return out
+
+
+def _gather_strings(value: list[object] | dict[object, object], depth: int, out: list[str]) -> None:
+    if depth >= MAX_VALUE_DEPTH:
         return
-    elif isinstance(value, list):
-        for item in value:
-            yield from iter_strings(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from iter_strings(item, depth + 1)
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, (list, dict)):
+            _gather_strings(item, depth + 1, out)
 
 
-def model_strings(value: object) -> Iterator[str]:
+def model_strings(value: object) -> list[str]:
     """The model-looking strings inside a widget value."""
-    for text in iter_strings(value):
-        if looks_like_model(text):
-            yield text
+    return [text for text in iter_strings(value) if looks_like_model(text)]
 
 
 def lora_tags(text: str) -> list[str]:
     """Names inside `<lora:NAME:weight>` tags, in order (names usually lack an extension)."""
-    if "<lora:" not in text.lower():
+    if "<" not in text or ":" not in text or "<lora:" not in text.lower():
         return []
     return [m.strip() for m in _LORA_TAG.findall(text) if m.strip()]
 
 
 def embedding_names(text: str) -> list[str]:
     """Names after `embedding:` in prompt text, without weights or brackets."""
-    if "embedding:" not in text.lower():
+    if ":" not in text or not _TAG.search(text) or "embedding:" not in text.lower():
         return []
     out = []
     for raw in _EMBEDDING.findall(text):
@@ -153,7 +188,7 @@ def embedding_names(text: str) -> list[str]:
 
 def model_urls(text: str) -> list[tuple[str, str]]:
     """(url, file name) for every link in a text whose path ends in a model file name."""
-    if "http" not in text.lower():
+    if "://" not in text or "http" not in text.lower():
         return []
     out = []
     for raw in _URL.findall(text):

@@ -73,23 +73,20 @@ class _Walker:
             node_type = node.get("type")
             if not isinstance(node_type, str) or not node_type:
                 continue
-            # Fast path first: most nodes hold only numbers and prompts, and are not containers.
-            definition = subgraphs.get(node_type) if subgraphs else None
-            is_group = node_type.startswith(_GROUP_PREFIXES)
             values = node.get("widgets_values")
             properties = node.get("properties")
             models = properties.get("models") if isinstance(properties, dict) else None
+            # Fast path first: most nodes hold only numbers and prompts, and are not containers.
             if (
-                definition is None
-                and not is_group
+                not _always_read(node_type)
                 and not overrides
                 and not models
-                and not (stems and heuristics.may_hold_text_reference(values))
-                and not heuristics.may_hold_model(values)
-                and lookup(node_type) is None
-                and not _is_note(node_type)  # a link anywhere in a note is a download hint
+                and node_type not in subgraphs
+                and not heuristics.may_hold_reference(values, stems)
             ):
                 continue
+            definition = subgraphs.get(node_type)
+            is_group = node_type.startswith(_GROUP_PREFIXES)
             raw_id = node.get("id", node.get("index"))
             local_id = str(raw_id) if isinstance(raw_id, (int, str)) else "?"
             node_id = prefix + local_id
@@ -182,6 +179,22 @@ def _collect_definitions(
 def _is_note(node_type: str) -> bool:
     lowered = node_type.lower()
     return lowered.startswith("note") or lowered.endswith("note") or "markdown" in lowered
+
+
+# Node type -> whether its node is read whatever its values hold; a workflow repeats few types.
+_ALWAYS_READ: dict[str, bool] = {}
+_ALWAYS_READ_MAX = 4096  # a hostile file with endless distinct types must not grow it without bound
+
+
+def _always_read(node_type: str) -> bool:
+    """A loader (its table inputs), a note (a link anywhere is a download hint) or a group node."""
+    known = _ALWAYS_READ.get(node_type)
+    if known is None:
+        known = lookup(node_type) is not None or _is_note(node_type) or node_type.startswith(_GROUP_PREFIXES)
+        if len(_ALWAYS_READ) >= _ALWAYS_READ_MAX:
+            _ALWAYS_READ.clear()
+        _ALWAYS_READ[node_type] = known
+    return known
 
 
 def _view(

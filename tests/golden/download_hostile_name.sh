@@ -341,7 +341,7 @@ auth_failure() {
 }
 
 # Same rule as the Python side: any value but empty or 0 allows.
-pickle_allowed() { case ${COMFYFIXER_ALLOW_PICKLE:-0} in '' | 0) return 1 ;; esac; }
+pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 
 scan_pickle() {
   local rc=0
