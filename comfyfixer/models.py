@@ -47,8 +47,30 @@ class Hint:
     source: str = "properties.models"  # properties.models | top-level models | note
 
 
+class _NamedModel:
+    """What a reference and a planned model share: a name in a folder, and the workflow's download hints."""
+
+    __slots__ = ()
+    name: str
+    directory: str | None
+    hints: list[Hint]
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        """What makes two references the same model: folder and normalised name."""
+        return (self.directory, normalise_name(self.name).lower())
+
+    @property
+    def url(self) -> str | None:
+        return next((h.url for h in self.hints if h.url), None)
+
+    @property
+    def hash(self) -> str | None:
+        return next((h.hash for h in self.hints if h.hash), None)
+
+
 @dataclass(slots=True)
-class Reference:
+class Reference(_NamedModel):
     """One model file named by one node (or text, or metadata) of one workflow."""
 
     workflow: str
@@ -63,19 +85,6 @@ class Reference:
     hints: list[Hint] = field(default_factory=list)
     status: Status = "unknown"
     local_path: str | None = None  # where it was found (present) or where a copy sits (misplaced)
-
-    @property
-    def key(self) -> tuple[str | None, str]:
-        """What makes two references the same model: folder and normalised name."""
-        return (self.directory, normalise_name(self.name).lower())
-
-    @property
-    def url(self) -> str | None:
-        return next((h.url for h in self.hints if h.url), None)
-
-    @property
-    def hash(self) -> str | None:
-        return next((h.hash for h in self.hints if h.hash), None)
 
 
 @dataclass(slots=True)
@@ -93,7 +102,7 @@ class WorkflowResult:
 
 
 @dataclass(slots=True)
-class MissingModel:
+class MissingModel(_NamedModel):
     """A de-duplicated model to fetch: one folder + name, needed by one or more workflows."""
 
     name: str
@@ -102,18 +111,6 @@ class MissingModel:
     node_types: list[str] = field(default_factory=list)
     hints: list[Hint] = field(default_factory=list)
     bypassed_only: bool = False
-
-    @property
-    def key(self) -> tuple[str | None, str]:
-        return (self.directory, normalise_name(self.name).lower())
-
-    @property
-    def url(self) -> str | None:
-        return next((h.url for h in self.hints if h.url), None)
-
-    @property
-    def hash(self) -> str | None:
-        return next((h.hash for h in self.hints if h.hash), None)
 
     @property
     def file_name(self) -> str:

@@ -10,8 +10,10 @@ the main thread only, `downloaded_models.json` by the verify thread only; every 
 sink from the main thread (worker-thread collaborators use `forward`).
 
 Every stage is an injected collaborator (the Protocols in `comfyfixer.stages`); `comfyfixer.wiring`
-builds the real ones. Ctrl-C stops the scripts (their process groups), keeps `.part` files, saves
-state and returns a result marked interrupted; the CLI turns that into exit 130.
+builds the real ones. The threads talk through `comfyfixer.inbox`; `comfyfixer.live_status` keeps
+speeds and `status.json`, and `comfyfixer.acceptance` does the verify thread's work. Ctrl-C stops
+the scripts (their process groups), keeps `.part` files, saves state and returns a result marked
+interrupted; the CLI turns that into exit 130.
 """
 
 from __future__ import annotations
@@ -27,20 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfyfixer import events
+from comfyfixer import events, inbox
+from comfyfixer.acceptance import accept_download, note_suspicious, review
 from comfyfixer.errors import ComfyFixerError, redact
-from comfyfixer.models import Candidate, MissingModel, Outcome, Resolution, VerifyReport
+from comfyfixer.live_status import ActiveDownload, LiveStatus, downloaded_bytes
+from comfyfixer.models import MissingModel, Outcome, Resolution, VerifyReport
+from comfyfixer.reasons import failure_reason, why
 from comfyfixer.report import ModelResult, VerificationBatch
-from comfyfixer.stages import DownloadProcess, Reviewer, ScriptOutcome, Stages
+from comfyfixer.stages import DownloadProcess, Stages
 from comfyfixer.state.counter import ScriptCounter
-from comfyfixer.state.store import (
-    DownloadedModels,
-    DownloadRecord,
-    StatusEntry,
-    StatusFile,
-    model_key,
-    utc_now,
-)
+from comfyfixer.state.store import DownloadedModels, DownloadRecord, StatusFile, model_key
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ _SEARCH_FAILURES: dict[str, Outcome] = {
     "found": "not_found",
 }
 INTERRUPT_GRACE = 5.0  # seconds Ctrl-C waits for checks already running on downloaded files
-SPEED_WINDOW = 5.0  # seconds of samples behind the speed shown (and the ETA)
 
 
 @dataclass(frozen=True)
@@ -69,69 +66,6 @@ class RunResult:
     verifications: list[VerificationBatch]
     interrupted: bool = False
     notices: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------- internal messages
-
-
-@dataclass
-class _Running:
-    index: int
-    model: MissingModel
-    candidate: Candidate
-    process: DownloadProcess
-    script: Path
-    destination: Path
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
-
-    def speed(self, now: float, done: int) -> float:
-        """Bytes per second over the last SPEED_WINDOW seconds; bytes there before a resume do not count."""
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= SPEED_WINDOW:
-            self.samples.popleft()
-        then, before = self.samples[0]
-        return max(done - before, 0) / (now - then) if now > then else 0.0
-
-
-@dataclass
-class _SearchStarted:
-    index: int
-
-
-@dataclass
-class _SearchDone:
-    index: int
-    resolution: Resolution
-
-
-@dataclass
-class _SearchEnd:
-    error: BaseException | None = None
-
-
-@dataclass
-class _Verified:
-    index: int
-    result: ModelResult
-    report: VerifyReport | None
-
-
-@dataclass
-class _Reviewed:
-    batch: VerificationBatch
-
-
-@dataclass
-class _Forward:
-    event: events.Event
-
-
-@dataclass
-class _Exited:
-    index: int
-
-
-_Message = _SearchStarted | _SearchDone | _SearchEnd | _Verified | _Reviewed | _Forward | _Exited
 
 
 class Pipeline:
@@ -157,21 +91,21 @@ class Pipeline:
         self.counter = counter or ScriptCounter(output_dir)
         self.downloaded = downloaded or DownloadedModels(output_dir)
         self.status = status or StatusFile(output_dir)
-        self._inbox: queue.Queue[_Message] = queue.Queue()
+        self._live = LiveStatus(self.status)
+        self._inbox: queue.Queue[inbox.Message] = queue.Queue()
         self._stop = threading.Event()
         # Searches may run at most `jobs` models ahead of the downloads (none in a dry run).
         self._lookahead = threading.Semaphore(max(1, self.options.jobs))
-        self._work: queue.Queue[Callable[[], _Message] | None] = queue.Queue()
+        self._work: queue.Queue[Callable[[], inbox.Message] | None] = queue.Queue()
         self._results: dict[int, ModelResult] = {}
         self._verifications: list[VerificationBatch] = []
         self._batch: list[VerifyReport] = []
         self._outstanding = 0
         self._total = 0
-        self._status_warned = False
 
     def forward(self, event: events.Event) -> None:
         """An `EventSink` for collaborators on worker threads (the agent): shown from the main thread."""
-        self._inbox.put(_Forward(event))
+        self._inbox.put(inbox.Forward(event))
 
     # ------------------------------------------------------------ entry point
 
@@ -185,16 +119,16 @@ class Pipeline:
             if record is not None and record.file_intact():
                 self._finish(index, model, _present(model, record))
             else:
-                self._set_status(model, "queued")
+                self._live.set(model, "queued")
                 to_search.append((index, model))
-        self._flush_status(force=True)
+        self._live.flush(force=True)
         verifier = threading.Thread(target=self._verify_worker, name="comfyfixer-verify", daemon=True)
         searcher = threading.Thread(
             target=self._search_worker, args=(to_search,), name="comfyfixer-search", daemon=True
         )
         verifier.start()
         searcher.start()
-        running: dict[int, _Running] = {}
+        running: dict[int, ActiveDownload] = {}
         interrupted = False
         try:
             self._loop(models, running)
@@ -208,7 +142,7 @@ class Pipeline:
         finally:
             self._stop.set()
             self._work.put(None)
-            self._flush_status(force=True)
+            self._live.flush(force=True)
         ordered = [self._results[i] for i in sorted(self._results)]
         return RunResult(
             ordered,
@@ -219,16 +153,16 @@ class Pipeline:
 
     # ------------------------------------------------------------ main thread
 
-    def _loop(self, models: list[MissingModel], running: dict[int, _Running]) -> None:
+    def _loop(self, models: list[MissingModel], running: dict[int, ActiveDownload]) -> None:
         pending: deque[tuple[int, Resolution]] = deque()
         searching = True
         while True:
             try:
-                message: _Message | None = self._inbox.get(timeout=self.options.poll_interval)
+                message: inbox.Message | None = self._inbox.get(timeout=self.options.poll_interval)
             except queue.Empty:
                 message = None
             while message is not None:
-                if isinstance(message, _SearchEnd):
+                if isinstance(message, inbox.SearchEnd):
                     searching = False
                     if message.error is not None:
                         raise message.error
@@ -248,29 +182,20 @@ class Pipeline:
                     self._submit_review()
                     continue
                 break
-            self._flush_status()
-
-    def _flush_status(self, *, force: bool = False) -> None:
-        # status.json is a display aid: failing to write it (full disk, lock held) must not stop downloads.
-        try:
-            self.status.flush(force=force)
-        except (ComfyFixerError, OSError) as exc:
-            if not self._status_warned:
-                self._status_warned = True
-                log.warning("cannot update %s: %s", self.status.path, _why(exc))
+            self._live.flush()
 
     def _release_lookahead(self) -> None:
         if not self.options.dry_run:
             self._lookahead.release()
 
     def _handle(
-        self, message: _Message, models: list[MissingModel], pending: deque[tuple[int, Resolution]]
+        self, message: inbox.Message, models: list[MissingModel], pending: deque[tuple[int, Resolution]]
     ) -> None:
-        if isinstance(message, _SearchStarted):
+        if isinstance(message, inbox.SearchStarted):
             model = models[message.index]
-            self._set_status(model, "searching")
+            self._live.set(model, "searching")
             self.sink(events.SearchStarted(message.index + 1, self._total, model.name, model.directory))
-        elif isinstance(message, _SearchDone):
+        elif isinstance(message, inbox.SearchDone):
             res = message.resolution
             cand = res.candidate
             self.sink(
@@ -300,21 +225,21 @@ class Pipeline:
                     ),
                 )
                 self._release_lookahead()
-        elif isinstance(message, _Verified):
+        elif isinstance(message, inbox.Verified):
             self._outstanding -= 1
             self._finish(message.index, models[message.index], message.result)
             if message.report is not None:
                 self._batch.append(message.report)
                 if len(self._batch) >= self.options.batch_size:
                     self._submit_review()
-        elif isinstance(message, _Reviewed):
+        elif isinstance(message, inbox.Reviewed):
             self._outstanding -= 1
             self._record_review(message.batch)
-        elif isinstance(message, _Forward):
+        elif isinstance(message, inbox.Forward):
             self.sink(message.event)
-        # _Exited only wakes the loop: the poll right after it collects the finished script at once.
+        # Exited only wakes the loop: the poll right after it collects the finished script at once.
 
-    def _start(self, index: int, res: Resolution, running: dict[int, _Running]) -> None:
+    def _start(self, index: int, res: Resolution, running: dict[int, ActiveDownload]) -> None:
         model, cand = res.model, res.candidate
         assert cand is not None
         base = ModelResult(
@@ -340,7 +265,7 @@ class Pipeline:
                 lambda n: self.stages.scripts.render(n, model, cand, destination)
             )
         except (ComfyFixerError, OSError) as exc:
-            base.outcome, base.reason = "download_failed", f"could not write the download script: {_why(exc)}"
+            base.outcome, base.reason = "download_failed", f"could not write the download script: {why(exc)}"
             self._finish(index, model, base)
             return
         base.script = str(script.path)
@@ -353,16 +278,16 @@ class Pipeline:
                 script.path, log_path=self.log_dir / f"{script.path.stem}.log", dest=destination
             )
         except (ComfyFixerError, OSError) as exc:
-            base.outcome, base.reason = "download_failed", f"could not start {script.path.name}: {_why(exc)}"
+            base.outcome, base.reason = "download_failed", f"could not start {script.path.name}: {why(exc)}"
             self._finish(index, model, base)
             return
-        running[index] = _Running(index, model, cand, process, script.path, destination)
+        running[index] = ActiveDownload(index, model, cand, process, script.path, destination)
         # A waiter per download wakes the loop the moment the script ends, so the next one starts at once.
         threading.Thread(
             target=self._wait_exit, args=(index, process), name=f"comfyfixer-wait-{index}", daemon=True
         ).start()
-        running[index].speed(time.monotonic(), _safe_bytes(process))
-        self._set_status(model, "downloading", pid=process.pid, total=cand.size, script=script.path.name)
+        running[index].speed(time.monotonic(), downloaded_bytes(process))
+        self._live.set(model, "downloading", pid=process.pid, total=cand.size, script=script.path.name)
         self.sink(
             events.DownloadStarted(
                 model_key(model.directory, model.name),
@@ -374,18 +299,18 @@ class Pipeline:
         )
         log.info("started %s (pid %s) for %s", script.path.name, process.pid, model.name)
 
-    def _poll(self, running: dict[int, _Running]) -> None:
+    def _poll(self, running: dict[int, ActiveDownload]) -> None:
         now = time.monotonic()
         for index in list(running):
             item = running[index]
             code = item.process.poll()
-            done = _safe_bytes(item.process)
+            done = downloaded_bytes(item.process)
             speed = item.speed(now, done)
             total = item.candidate.size
             eta = (total - done) / speed if total and speed > 0 and total >= done else None
             key = model_key(item.model.directory, item.model.name)
             if code is None:
-                self._set_status(
+                self._live.set(
                     item.model,
                     "downloading",
                     pid=item.process.pid,
@@ -412,15 +337,17 @@ class Pipeline:
             )
             outcome = item.process.result()
             if outcome.returncode != 0:
-                base.reason = _failure_reason(outcome)
+                base.reason = failure_reason(outcome)
                 self.sink(events.DownloadFinished(key, item.model.name, "download_failed", base.reason))
                 self._finish(index, item.model, base)
                 continue
-            self._set_status(item.model, "verifying", bytes_done=done, total=total, script=item.script.name)
+            self._live.set(item.model, "verifying", bytes_done=done, total=total, script=item.script.name)
             self.sink(events.DownloadFinished(key, item.model.name, "verifying", ""))
             self._outstanding += 1
             reported = item.process.reported_sha256
-            self._work.put(functools.partial(self._verify, item, base, reported))
+            self._work.put(
+                functools.partial(accept_download, self.stages.checker, self.downloaded, item, base, reported)
+            )
 
     def _submit_review(self) -> None:
         batch, self._batch = self._batch, []
@@ -430,16 +357,11 @@ class Pipeline:
             self._record_review(VerificationBatch(names, llm=False, reason=self.stages.reviewer_skip_reason))
             return
         self._outstanding += 1
-        self._work.put(lambda: _Reviewed(_review(reviewer, batch)))
+        self._work.put(lambda: inbox.Reviewed(review(reviewer, batch)))
 
     def _record_review(self, batch: VerificationBatch) -> None:
         self._verifications.append(batch)
-        suspicious = [v for v in batch.verdicts if v.verdict == "suspicious"]
-        for verdict in suspicious:
-            for result in self._results.values():
-                if result.name == verdict.name and result.outcome == "downloaded":
-                    note = f"LLM review: suspicious: {verdict.reason}"
-                    result.reason = f"{result.reason}; {note}" if result.reason else note
+        suspicious = note_suspicious(self._results.values(), batch)
         self.sink(events.VerificationPass(len(batch.models), batch.llm, len(suspicious), batch.reason))
         log.info(
             "verification pass over %d file(s): llm=%s suspicious=%d %s",
@@ -452,7 +374,7 @@ class Pipeline:
     def _finish(self, index: int, model: MissingModel, result: ModelResult) -> None:
         self._results[index] = result
         state = "done" if result.ok else "failed"
-        self._set_status(
+        self._live.set(
             model, state, reason=result.reason, script=Path(result.script).name if result.script else None
         )
         self.sink(events.ModelDone(index + 1, self._total, model.name, result.outcome, result.reason))
@@ -460,46 +382,15 @@ class Pipeline:
             "[%d/%d] %s: %s %s", index + 1, self._total, model.name, result.outcome, redact(result.reason)
         )
 
-    def _set_status(
-        self,
-        model: MissingModel,
-        state: str,
-        *,
-        pid: int | None = None,
-        total: int | None = None,
-        script: str | None = None,
-        bytes_done: int = 0,
-        speed: float = 0.0,
-        eta: float | None = None,
-        reason: str = "",
-    ) -> None:
-        key = model_key(model.directory, model.name)
-        previous = self.status.get(key)
-        self.status.set(
-            StatusEntry(
-                key=key,
-                name=model.name,
-                directory=model.directory,
-                state=state,
-                bytes=bytes_done or (previous.bytes if previous else 0),
-                total=total if total is not None else (previous.total if previous else None),
-                speed=speed,
-                eta=eta,
-                pid=pid,
-                script=script or (previous.script if previous else None),
-                reason=redact(reason),
-            )
-        )
-
-    def _interrupt(self, models: list[MissingModel], running: dict[int, _Running]) -> None:
+    def _interrupt(self, models: list[MissingModel], running: dict[int, ActiveDownload]) -> None:
         self._stop.set()
         for item in running.values():
             with contextlib.suppress(OSError, ComfyFixerError):
                 item.process.terminate()
-            self._set_status(
+            self._live.set(
                 item.model,
                 "interrupted",
-                bytes_done=_safe_bytes(item.process),
+                bytes_done=downloaded_bytes(item.process),
                 total=item.candidate.size,
                 script=item.script.name,
                 reason="interrupted; the .part file was kept for resume",
@@ -517,7 +408,7 @@ class Pipeline:
                     workflows=list(model.workflows),
                 )
                 if index not in running:
-                    self._set_status(model, "interrupted", reason="interrupted")
+                    self._live.set(model, "interrupted", reason="interrupted")
         log.warning("interrupted: %d download(s) stopped, partial files kept", len(running))
 
     def _drain_verifications(self, models: list[MissingModel], *, deadline: float) -> None:
@@ -528,7 +419,7 @@ class Pipeline:
                 message = self._inbox.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             except queue.Empty:
                 continue
-            if isinstance(message, (_Verified, _Reviewed)):
+            if isinstance(message, (inbox.Verified, inbox.Reviewed)):
                 self._handle(message, models, pending)
 
     # ------------------------------------------------------------ worker threads
@@ -542,12 +433,12 @@ class Pipeline:
                             return
                 if self._stop.is_set():
                     return
-                self._inbox.put(_SearchStarted(index))
-                self._inbox.put(_SearchDone(index, self._search(model)))
+                self._inbox.put(inbox.SearchStarted(index))
+                self._inbox.put(inbox.SearchDone(index, self._search(model)))
         except BaseException as exc:  # reported to the main thread, which re-raises it
-            self._inbox.put(_SearchEnd(exc))
+            self._inbox.put(inbox.SearchEnd(exc))
             return
-        self._inbox.put(_SearchEnd())
+        self._inbox.put(inbox.SearchEnd())
 
     def _search(self, model: MissingModel) -> Resolution:
         try:
@@ -566,7 +457,7 @@ class Pipeline:
     def _wait_exit(self, index: int, process: DownloadProcess) -> None:
         with contextlib.suppress(Exception):  # a failed wait only loses the early wake-up
             process.wait()
-        self._inbox.put(_Exited(index))
+        self._inbox.put(inbox.Exited(index))
 
     def _verify_worker(self) -> None:
         while True:
@@ -575,54 +466,8 @@ class Pipeline:
                 return
             self._inbox.put(job())
 
-    def _verify(self, item: _Running, base: ModelResult, reported: str | None) -> _Verified:
-        try:
-            report = self.stages.checker.verify(item.model, item.candidate, item.destination, reported)
-        except (ComfyFixerError, OSError) as exc:
-            report = VerifyReport(
-                item.model.name, item.model.directory, str(item.destination), False, _why(exc)
-            )
-        if not report.ok:
-            where = None
-            with contextlib.suppress(ComfyFixerError, OSError):
-                where = (
-                    self.stages.checker.quarantine(item.destination) if item.destination.exists() else None
-                )
-            base.outcome = "verify_failed"
-            base.reason = report.reason + (f" (moved to {where})" if where else "")
-            return _Verified(item.index, base, report)
-        base.outcome = "downloaded"
-        base.sha256 = report.sha256 or base.sha256
-        base.size = report.size if report.size is not None else base.size
-        try:
-            self.downloaded.record(
-                DownloadRecord(
-                    name=item.model.name,
-                    directory=item.model.directory,
-                    path=str(item.destination),
-                    url=item.candidate.url,
-                    source=item.candidate.source,
-                    sha256=base.sha256,
-                    size=base.size,
-                    script=item.script.name,
-                    time=utc_now(),
-                )
-            )
-        except (ComfyFixerError, OSError) as exc:
-            base.reason = f"verified, but not recorded in downloaded_models.json: {_why(exc)}"
-        return _Verified(item.index, base, report)
-
 
 # ---------------------------------------------------------------- helpers
-
-
-def _review(reviewer: Reviewer, batch: list[VerifyReport]) -> VerificationBatch:
-    names = [r.name for r in batch]
-    try:
-        verdicts = reviewer.review(batch)
-    except ComfyFixerError as exc:
-        return VerificationBatch(names, llm=False, reason=f"LLM verification failed: {exc.message}")
-    return VerificationBatch(names, llm=True, verdicts=list(verdicts))
 
 
 def _present(model: MissingModel, record: DownloadRecord) -> ModelResult:
@@ -639,27 +484,3 @@ def _present(model: MissingModel, record: DownloadRecord) -> ModelResult:
         reason=f"verified earlier ({record.time or 'unknown time'})",
         workflows=list(model.workflows),
     )
-
-
-def _safe_bytes(process: DownloadProcess) -> int:
-    try:
-        return process.bytes_done()
-    except OSError:
-        return 0
-
-
-def _failure_reason(outcome: ScriptOutcome) -> str:
-    """The exit code in words, plus the script's own last message when it said one."""
-    lines = [line.strip() for line in outcome.log_tail.splitlines() if line.strip()]
-    said = [line.removeprefix("comfyfixer: ") for line in lines if line.startswith("comfyfixer: ")]
-    detail = said[-1] if said else ""
-    reason = f"{outcome.reason} (exit {outcome.returncode})"
-    return f"{reason}: {redact(detail)}" if detail else reason
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, ComfyFixerError):
-        return exc.message
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
-    return str(exc)

@@ -9,13 +9,13 @@ command that shows a scan shows the same thing.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from comfyfixer.inventory import Inventory, iter_tree
 from comfyfixer.models import Hint, MissingModel, Reference, WorkflowResult, normalise_name
 from comfyfixer.state.atomic import atomic_write_json
 from comfyfixer.workflow import parse_file
+from comfyfixer.workflow.forked import ForkedMap
 
 log = logging.getLogger(__name__)
 
@@ -191,33 +192,6 @@ def _fold_unknown_folders(models: dict[tuple[str | None, str], MissingModel]) ->
 PARALLEL_MIN_FILES = 64
 
 
-class _Pool:
-    """A fork-based process pool that knows its size; parsing is pure CPU, so threads would not help."""
-
-    def __init__(self, workers: int) -> None:
-        # Imported here: multiprocessing costs start-up time that small scans should not pay.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
-        )
-
-    def map(
-        self, fn: Callable[[Path], WorkflowResult], items: Sequence[Path], chunksize: int
-    ) -> Iterator[WorkflowResult]:
-        return self._executor.map(fn, items, chunksize=chunksize)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the parent should react (and stop the pool).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -226,7 +200,7 @@ def _cpus() -> int:
 
 
 def parallel_workers(n_files: int, jobs: int | None = None) -> int:
-    """How many parser processes a scan of `n_files` uses; 1 means it parses in this process.
+    """How many processes parse a scan of `n_files` (this one included); 1 means this one alone.
 
     Fork is the only start method cheap enough to win, and it is safe only on Linux and while this
     process runs no other thread (a forked child could inherit a held lock); otherwise parse here.
@@ -239,15 +213,16 @@ def parallel_workers(n_files: int, jobs: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _parser(n_files: int, jobs: int | None) -> Iterator[_Pool | None]:
-    """Helper processes for a large scan (this process parses a share too), or None to parse here."""
-    workers = parallel_workers(n_files, jobs)
-    pool = _Pool(workers - 1) if workers > 1 else None
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing makes no cycles, but its passes over the objects
+    `json.loads` creates cost about a tenth of the parse. Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        yield pool
+        yield
     finally:
-        if pool is not None:
-            pool.close()
+        if enabled:
+            gc.enable()
 
 
 def parse_workflow(path: Path) -> WorkflowResult:
@@ -259,15 +234,6 @@ def parse_workflow(path: Path) -> WorkflowResult:
         (files if ref.strategy != "text" and folders.is_model_file(ref.name) else text).append(ref)
     result.references, result.text_references = files, text
     return result
-
-
-def _collect(parsed: Iterator[WorkflowResult] | None, files: Sequence[Path]) -> list[WorkflowResult]:
-    if parsed is not None:
-        try:
-            return list(parsed)
-        except Exception as exc:  # parse_file never raises: this is the pool (a worker killed, ...)
-            log.warning("parser pool failed (%s); parsing %d files in this process", exc, len(files))
-    return [parse_workflow(path) for path in files]
 
 
 def scan(
@@ -287,18 +253,24 @@ def scan(
     (default: one per CPU, used only for large scans where forking is safe; 1 = in this process).
     """
     files = discover(paths, exclude=exclude)
-    with _parser(len(files), jobs) as pool:
-        # Helpers take their shares first; this process walks the models tree (a bad --comfyui fails
-        # at once), then parses the last share itself, so no core waits and half the results need no
-        # pickling. Its share is a little smaller to leave room for the tree walk.
-        helpers = pool.workers if pool else 0
-        split = len(files) * helpers * 6 // (helpers * 6 + 5) if pool else 0
-        farmed, own = files[:split], files[split:]
-        chunk = max(1, len(farmed) // (4 * helpers)) if pool else 1
-        parsed = pool.map(parse_workflow, farmed, chunksize=chunk) if pool else None
-        inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
-        mine = [parse_workflow(path) for path in own]
-        workflows = _collect(parsed, farmed) + mine
+    workers = parallel_workers(len(files), jobs)
+    with _no_gc():
+        if workers > 1:
+            # Helpers start parsing at once; this process walks the models tree first (a bad --comfyui
+            # fails at once), then takes its share of the same queue, so no core waits for another.
+            chunk = max(1, min(8, len(files) // (8 * workers)))
+            with ForkedMap(parse_workflow, files, workers - 1, chunk) as parser:
+                inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
+                workflows = parser.run()
+        else:
+            inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
+            workflows = [parse_workflow(path) for path in files]
+        return _classify_and_plan(workflows, comfyui, inventory, include_bypassed)
+
+
+def _classify_and_plan(
+    workflows: list[WorkflowResult], comfyui: Path | None, inventory: Inventory | None, include_bypassed: bool
+) -> ScanReport:
     if inventory is not None:
         for wf in workflows:
             for ref in wf.references:

@@ -196,3 +196,23 @@ def test_searches_and_trees_are_fetched_once_per_run(net: Net) -> None:
         finder.find(MissingModel("wan_2.1_vae.safetensors", "vae"))
     assert net.hub.requests_to("/api/*") == []  # memoised; only the validation HEAD went out
     assert finder.counter.models == 2 and finder.average_requests > 0
+
+
+def test_the_last_resort_sweep_of_a_big_publisher_is_capped_per_model(net: Net) -> None:
+    # A namespace with 60 repos and none holding the file: a miss must not list all 60 trees.
+    for i in range(60):
+        net.hub.add_repo(f"BigOrg/pack-{i:02d}", downloads=i)
+        net.hub.add_file(f"BigOrg/pack-{i:02d}", "readme.safetensors", blob(f"r{i}"))
+    publishers = Publishers(frozenset({"bigorg"}), (), sweep_authors=("BigOrg",))
+    with net.finder() as finder:
+        finder.huggingface.publishers = publishers
+        cap = finder.huggingface.max_sweep_repos
+        first = finder.find(MissingModel("nowhere_at_all.safetensors", "checkpoints"))
+        trees = [r.path for r in net.hub.requests_to("/api/models/BigOrg/*/tree/*")]
+        net.hub.clear_log()
+        finder.find(MissingModel("also_missing.safetensors", "loras"))
+        more = [r.path for r in net.hub.requests_to("/api/models/BigOrg/*/tree/*")]
+    assert first.outcome == "not_found"
+    assert len(trees) == cap < 60
+    assert all("pack-5" in p or "pack-4" in p or "pack-3" in p for p in trees)  # most downloaded first
+    assert len(more) <= cap and not set(more) & set(trees)  # trees already listed are reused, not re-fetched

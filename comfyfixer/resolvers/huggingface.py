@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ class HuggingFaceSource:
         counter: RequestCounter | None = None,
         publishers: Publishers | None = None,
         max_search_repos: int = 8,
+        max_sweep_repos: int = 25,
         popular_downloads: int = 1000,
     ) -> None:
         self.settings = settings
@@ -97,6 +99,7 @@ class HuggingFaceSource:
         self.counter = counter or RequestCounter()
         self.publishers = publishers or Publishers.load()
         self.max_search_repos = max_search_repos
+        self.max_sweep_repos = max_sweep_repos
         self.popular_downloads = popular_downloads
         self.downloads: dict[str, int] = {}  # repo id -> downloads, as search results report them
         self._trees: dict[str, list[RepoFileInfo]] = {}
@@ -149,17 +152,15 @@ class HuggingFaceSource:
             if key in self._searches:
                 return list(self._searches[key])
         try:
-            models = self._call(
+            found = self._call(
                 f"search {query!r}",
-                lambda: list(self.api.list_models(search=query, limit=limit, sort="downloads")),
+                lambda: self._note_downloads(
+                    self.api.list_models(search=query, limit=limit, sort="downloads")
+                ),
             )
         except _RepoMissing:
-            models = []
-        found = [m.id for m in models]
+            found = []
         with self._lock:
-            for m in models:
-                if isinstance(getattr(m, "downloads", None), int):
-                    self.downloads[m.id] = m.downloads
             self._searches[key] = list(found)
         return list(found)
 
@@ -174,7 +175,7 @@ class HuggingFaceSource:
             try:
                 listed = self._call(
                     f"repos of {author}",
-                    lambda a=author: [m.id for m in self.api.list_models(author=a, limit=1000)],
+                    lambda a=author: self._note_downloads(self.api.list_models(author=a, limit=1000)),
                 )
             except (_RepoMissing, SourceError) as exc:
                 # Not fatal: the listed repos and searches still run; the next run lists again.
@@ -187,6 +188,16 @@ class HuggingFaceSource:
         with self._lock:
             self._publisher_repos = repos
         return repos
+
+    def _note_downloads(self, models: Iterable[Any]) -> list[str]:
+        """The ids of listed repos, remembering their download counts (trust, sweep order)."""
+        ids = []
+        for m in models:
+            ids.append(m.id)
+            if isinstance(getattr(m, "downloads", None), int):
+                with self._lock:
+                    self.downloads[m.id] = m.downloads
+        return ids
 
     def trust(self, candidate: Candidate) -> int:
         """2: a known publisher; 1: a repo popular enough to be established; 0: an unknown uploader."""
@@ -285,7 +296,13 @@ class HuggingFaceSource:
                     break
             sweep(search_repos[: self.max_search_repos])
         if not any(c.authoritative for c in found.values()):
-            # Costs one tree per publisher repo, once per run: later models reuse the memo.
-            sweep([r for r in ranked if r not in seen])
+            # Last resort: publisher repos no name or query pointed at. Trees fetched earlier in the run
+            # cost nothing; new ones are capped per model, most downloaded first, so one hard model
+            # cannot spend the Hub's rate limit (500 API calls per 5 minutes without a token).
+            rest = [r for r in ranked if r not in seen]
+            with self._lock:
+                cached = {r for r in rest if r in self._trees}
+            fresh = sorted((r for r in rest if r not in cached), key=lambda r: -self.downloads.get(r, 0))
+            sweep([r for r in rest if r in cached] + fresh[: self.max_sweep_repos])
         result.candidates = list(found.values())
         return result

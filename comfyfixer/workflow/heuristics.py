@@ -6,7 +6,7 @@ Everything here is a pure function of strings; the graph walkers decide where to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 from comfyfixer.folders import MODEL_EXTENSIONS

@@ -1,0 +1,83 @@
+"""Whether a finished download is kept: its checks, quarantine, its record, and the batched LLM review.
+
+`accept_download` runs on the verify thread, because hashing a large file takes seconds; it hands
+its verdict back as an `inbox.Verified` for the main thread and is the only writer of
+`downloaded_models.json`. The review runs there too. It is a second opinion on files that already
+passed the deterministic checks, so a "suspicious" verdict adds a note to the result and never
+undoes the download.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection
+
+from comfyfixer.errors import ComfyFixerError
+from comfyfixer.inbox import Verified
+from comfyfixer.live_status import ActiveDownload
+from comfyfixer.models import LLMVerdict, VerifyReport
+from comfyfixer.reasons import why
+from comfyfixer.report import ModelResult, VerificationBatch
+from comfyfixer.stages import Checker, Reviewer
+from comfyfixer.state.store import DownloadedModels, DownloadRecord, utc_now
+
+
+def accept_download(
+    checker: Checker,
+    downloaded: DownloadedModels,
+    item: ActiveDownload,
+    base: ModelResult,
+    reported: str | None,
+) -> Verified:
+    """Checks the file a script finished; a failed file is moved aside, a good one recorded."""
+    try:
+        report = checker.verify(item.model, item.candidate, item.destination, reported)
+    except (ComfyFixerError, OSError) as exc:
+        report = VerifyReport(item.model.name, item.model.directory, str(item.destination), False, why(exc))
+    if not report.ok:
+        where = None
+        with contextlib.suppress(ComfyFixerError, OSError):
+            where = checker.quarantine(item.destination) if item.destination.exists() else None
+        base.outcome = "verify_failed"
+        base.reason = report.reason + (f" (moved to {where})" if where else "")
+        return Verified(item.index, base, report)
+    base.outcome = "downloaded"
+    base.sha256 = report.sha256 or base.sha256
+    base.size = report.size if report.size is not None else base.size
+    try:
+        downloaded.record(
+            DownloadRecord(
+                name=item.model.name,
+                directory=item.model.directory,
+                path=str(item.destination),
+                url=item.candidate.url,
+                source=item.candidate.source,
+                sha256=base.sha256,
+                size=base.size,
+                script=item.script.name,
+                time=utc_now(),
+            )
+        )
+    except (ComfyFixerError, OSError) as exc:
+        base.reason = f"verified, but not recorded in downloaded_models.json: {why(exc)}"
+    return Verified(item.index, base, report)
+
+
+def review(reviewer: Reviewer, batch: list[VerifyReport]) -> VerificationBatch:
+    names = [r.name for r in batch]
+    try:
+        verdicts = reviewer.review(batch)
+    except ComfyFixerError as exc:
+        return VerificationBatch(names, llm=False, reason=f"LLM verification failed: {exc.message}")
+    return VerificationBatch(names, llm=True, verdicts=list(verdicts))
+
+
+def note_suspicious(results: Collection[ModelResult], batch: VerificationBatch) -> list[LLMVerdict]:
+    """Adds each suspicious verdict to the reason of the downloaded result it names; returns them."""
+    suspicious = [v for v in batch.verdicts if v.verdict == "suspicious"]
+    for verdict in suspicious:
+        for result in results:
+            if result.name == verdict.name and result.outcome == "downloaded":
+                note = f"LLM review: suspicious: {verdict.reason}"
+                result.reason = f"{result.reason}; {note}" if result.reason else note
+    return suspicious
