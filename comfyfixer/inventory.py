@@ -243,6 +243,7 @@ class Inventory:
         self._dirs_lower: dict[str, str] = {}
         self._by_base: dict[str, list[str]] = {}
         self._memo: dict[tuple[str | None, str], tuple[Status, str | None]] = {}
+        self._targets: dict[str, Path] = {}
         self._roots = self._top_roots()
         for top in self._roots:
             self._index(top)
@@ -345,7 +346,13 @@ class Inventory:
 
     def target_dir(self, directory_key: str) -> Path:
         """Where a new file of this key is downloaded: the first `is_default` YAML dir, else models/<key>."""
-        key = folders.canonical(directory_key)
+        # Asked once per planned model, for a few dozen keys; the registry never changes.
+        found = self._targets.get(directory_key)
+        if found is None:
+            found = self._targets[directory_key] = self._target_dir(folders.canonical(directory_key))
+        return found
+
+    def _target_dir(self, key: str) -> Path:
         target = self._registry.targets.get(key)
         if target is not None:
             return Path(target)

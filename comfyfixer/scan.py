@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from comfyfixer.config import Settings
 from comfyfixer.errors import InputError
 from comfyfixer.inventory import Inventory, iter_tree
 from comfyfixer.models import Hint, MissingModel, Reference, WorkflowResult, normalise_name
-from comfyfixer.state.atomic import atomic_write_json
+from comfyfixer.state.atomic import SCHEMA_VERSION, atomic_write_text
 from comfyfixer.workflow import parse_file
 from comfyfixer.workflow.forked import ForkedMap
 
@@ -261,22 +263,35 @@ def scan(
             chunk = max(1, min(8, len(files) // (8 * workers)))
             with ForkedMap(parse_workflow, files, workers - 1, chunk) as parser:
                 inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
-                workflows = parser.run()
+                workflows = parser.run(then=_classifier(inventory))
         else:
             inventory = Inventory.load(comfyui, extra_yaml) if comfyui is not None else None
+            classify = _classifier(inventory)
             workflows = [parse_workflow(path) for path in files]
-        return _classify_and_plan(workflows, comfyui, inventory, include_bypassed)
+            if classify is not None:
+                for wf in workflows:
+                    classify(wf)
+        return _report(workflows, comfyui, inventory, include_bypassed)
 
 
-def _classify_and_plan(
+def _classifier(inventory: Inventory | None) -> Callable[[WorkflowResult], None] | None:
+    """What sets the status of every reference of one workflow, when there is an install to check."""
+    if inventory is None:
+        return None
+    classify = inventory.classify
+
+    def classify_workflow(wf: WorkflowResult) -> None:
+        for ref in wf.references:
+            classify(ref)
+        for ref in wf.text_references:
+            classify(ref)
+
+    return classify_workflow
+
+
+def _report(
     workflows: list[WorkflowResult], comfyui: Path | None, inventory: Inventory | None, include_bypassed: bool
 ) -> ScanReport:
-    if inventory is not None:
-        for wf in workflows:
-            for ref in wf.references:
-                inventory.classify(ref)
-            for ref in wf.text_references:
-                inventory.classify(ref)
     log.info(
         "scanned %d workflow files (%d unreadable), %d references",
         len(workflows),
@@ -387,23 +402,70 @@ def write_plan(report: ScanReport, output_dir: Path) -> Path:
     """Write `output_dir/missing_models.json` atomically; returns its path."""
     path = output_dir / PLAN_FILE
     generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.generated_at))
-    atomic_write_json(
-        path,
-        {
-            "generated_at": generated,
-            "comfyui_root": str(report.comfyui_root) if report.comfyui_root is not None else None,
-            "include_bypassed": report.include_bypassed,
-            "workflows": len(report.workflows),
-            "missing": [missing_json(m, report.target_dir(m)) for m in report.missing],
-        },
-    )
+    body = {
+        "schema": SCHEMA_VERSION,  # first, as `atomic_write_json` writes every state file
+        "generated_at": generated,
+        "comfyui_root": str(report.comfyui_root) if report.comfyui_root is not None else None,
+        "include_bypassed": report.include_bypassed,
+        "workflows": len(report.workflows),
+        "missing": [missing_json(m, report.target_dir(m)) for m in report.missing],
+    }
+    atomic_write_text(path, indented_json(body) + "\n")
     return path
+
+
+def _null(_value: object) -> str:
+    return "null"
+
+
+def _bool(value: object) -> str:
+    return "true" if value else "false"
+
+
+# Exact type -> JSON text, for the leaves of a plan (floats and subclasses go through `json.dumps`).
+_LEAVES: dict[type, Callable[[Any], str]] = {
+    str: encode_basestring,
+    type(None): _null,
+    bool: _bool,
+    int: int.__repr__,
+}
+
+
+def indented_json(value: object, pad: str = "\n") -> str:
+    """`json.dumps(value, indent=2, ensure_ascii=False)`, about three times as fast for plain values.
+
+    With `indent` the json module runs its pure-Python encoder, which made writing a large plan cost
+    more than classifying every reference. Strings use the json module's own (C) escaping; a value
+    other than dict, list, str, int, bool and None is left to `json.dumps` itself.
+    """
+    leaf = _LEAVES.get(type(value))
+    if leaf is not None:
+        return leaf(value)
+    inner = pad + "  "
+    parts = []
+    if type(value) is list or type(value) is tuple:
+        if not value:
+            return "[]"
+        for item in value:
+            leaf = _LEAVES.get(type(item))
+            parts.append(leaf(item) if leaf is not None else indented_json(item, inner))
+        return "[" + inner + ("," + inner).join(parts) + pad + "]"
+    if type(value) is dict and all(type(key) is str for key in value):
+        if not value:
+            return "{}"
+        for key, item in value.items():
+            leaf = _LEAVES.get(type(item))
+            text = leaf(item) if leaf is not None else indented_json(item, inner)
+            parts.append(encode_basestring(key) + ": " + text)
+        return "{" + inner + ("," + inner).join(parts) + pad + "}"
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", pad)
 
 
 __all__ = [
     "PLAN_FILE",
     "ScanReport",
     "discover",
+    "indented_json",
     "missing_json",
     "parallel_workers",
     "parse_workflow",

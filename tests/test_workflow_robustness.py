@@ -318,3 +318,17 @@ def test_text_scanners() -> None:
     assert heuristics.model_urls("see https://hf.co/r/resolve/main/m%20x.safetensors?download=true.") == [
         ("https://hf.co/r/resolve/main/m%20x.safetensors?download=true", "m x.safetensors")
     ]
+
+
+def test_a_broken_link_in_a_note_does_not_stop_the_scan() -> None:
+    # urlsplit rejects a bracketed host that never closes; a note is free text and may hold anything.
+    doc = {
+        "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "Note", "widgets_values": ["see http://[abc and https://[::1/x.safetensors"]},
+            {"id": 2, "type": "VAELoader", "widgets_values": ["ae.safetensors"]},
+        ],
+    }
+    result = parse_document(doc, "broken-link.json")
+    assert result.error is None
+    assert [(r.name, r.directory) for r in result.references] == [("ae.safetensors", "vae")]

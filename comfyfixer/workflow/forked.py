@@ -121,26 +121,35 @@ class ForkedMap(Generic[T, R]):
         with os.fdopen(answer, "wb") as out:
             out.write(b"".join(frames))
 
-    def run(self) -> list[R]:
-        """Compute this process's share, gather the helpers' answers, and return every result in order."""
+    def run(self, then: Callable[[R], object] | None = None) -> list[R]:
+        """Compute this process's share, gather the helpers' answers, and return every result in order.
+
+        `then`, if given, is applied here once to every result: to this process's own as soon as they
+        are computed, while the helpers still work, and to the helpers' as they arrive.
+        """
         chunks: dict[int, list[R]] = {}
         while (number := self._take()) is not None:
-            chunks[number] = [self.fn(item) for item in self._chunk(number)]
+            chunks[number] = self._compute(number, then)
         for fd in list(self.answers):
-            self._gather(fd, chunks)
+            self._gather(fd, chunks, then)
         self._reap()
         missing = [n for n in range(self.n_chunks) if n not in chunks]
         if missing:
             log.warning(
                 "parser helpers did not deliver %d chunk(s); parsing them in this process", len(missing)
             )
-        out: list[R] = []
-        for number in range(self.n_chunks):
-            results = chunks.get(number)
-            out.extend(results if results is not None else (self.fn(item) for item in self._chunk(number)))
-        return out
+            for number in missing:
+                chunks[number] = self._compute(number, then)
+        return [result for number in range(self.n_chunks) for result in chunks[number]]
 
-    def _gather(self, fd: int, chunks: dict[int, list[R]]) -> None:
+    def _compute(self, number: int, then: Callable[[R], object] | None) -> list[R]:
+        results = [self.fn(item) for item in self._chunk(number)]
+        if then is not None:
+            for result in results:
+                then(result)
+        return results
+
+    def _gather(self, fd: int, chunks: dict[int, list[R]], then: Callable[[R], object] | None) -> None:
         self.answers.remove(fd)
         with os.fdopen(fd, "rb") as stream:
             data = stream.read()
@@ -150,14 +159,18 @@ class ForkedMap(Generic[T, R]):
             pos += _FRAME.size
             if pos + length > len(data):
                 break  # a helper that died while writing: its last chunk is computed again
-            chunks[number] = pickle.loads(data[pos : pos + length])
+            results: list[R] = pickle.loads(data[pos : pos + length])
             pos += length
+            if then is not None:
+                for result in results:
+                    then(result)
+            chunks[number] = results
 
-    def _reap(self) -> None:
+    def _reap(self, *, killed: bool = False) -> None:
         for pid in self.pids:
             with contextlib.suppress(ChildProcessError):
                 _, status = os.waitpid(pid, 0)
-                if status:
+                if status and not killed:
                     log.warning("parser helper %d ended with status %d", pid, status)
         self.pids = []
 
@@ -165,7 +178,7 @@ class ForkedMap(Generic[T, R]):
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self._reap()
+        self._reap(killed=True)
         for fd in [*self.answers, self.queue]:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -193,7 +193,14 @@ def model_urls(text: str) -> list[tuple[str, str]]:
     out = []
     for raw in _URL.findall(text):
         url = raw.rstrip(".,;:!*_")
-        path = urlsplit(url).path
+        head = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+        tail = head[head.rfind("/") + 1 :]  # the file name urlsplit would give (or the host: no harm)
+        if "%" not in tail and "[" not in url and not tail.lower().endswith(_EXTENSIONS):
+            continue  # no model extension: skip urlsplit (a `[` host is left to it, which may reject it)
+        try:
+            path = urlsplit(url).path
+        except ValueError:  # e.g. "http://[abc": not a URL anyone can download from
+            continue
         file_name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
         if looks_like_model(file_name):
             out.append((url, file_name))

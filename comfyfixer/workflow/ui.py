@@ -268,7 +268,8 @@ def _instance_overrides(
     values = node.get("widgets_values")
     properties = node.get("properties")
     proxies = properties.get("proxyWidgets") if isinstance(properties, dict) else None
-    targets = _input_targets(definition)
+    # The definition's links are read only when a layout needs them: proxy widgets name their targets.
+    targets: list[tuple[str, list[tuple[str, str]]]] | None = None
     mapped = True
     if isinstance(values, list) and values:
         if isinstance(proxies, list) and proxies:
@@ -277,13 +278,14 @@ def _instance_overrides(
                     overrides.setdefault(str(proxy[0]), {})[str(proxy[1])] = value
             mapped = len(proxies) >= len(values)
         else:
+            targets = _input_targets(definition)
             widget_inputs = [name for name, tgts in targets if tgts]
             mapped = len(widget_inputs) == len(values)
             if mapped:
                 by_input = dict(zip(widget_inputs, values, strict=True))
                 _apply_inputs(by_input, targets, overrides)
     if outer:
-        _apply_inputs(outer, targets, overrides)
+        _apply_inputs(outer, targets if targets is not None else _input_targets(definition), overrides)
     return overrides, mapped
 
 
