@@ -69,10 +69,11 @@ class Env:
         return env
 
     def command(self, workflow: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "comfyfixer", *self.args(workflow, *extra)]
+
+    def args(self, workflow: Path, *extra: str) -> list[str]:
+        """`comfyfixer run` arguments for this world: its install, its folders, no questions, JSON."""
         return [
-            sys.executable,
-            "-m",
-            "comfyfixer",
             "run",
             str(workflow),
             "--comfyui",
@@ -85,6 +86,18 @@ class Env:
             str(self.work / "log"),
             *extra,
         ]
+
+    def cli(self, *args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`python -m comfyfixer ARGS` in the work folder, with no terminal on stdin."""
+        return subprocess.run(
+            [sys.executable, "-m", "comfyfixer", *args],
+            cwd=self.work,
+            env=environ if environ is not None else self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
+        )
 
     def run(self, workflow: Path, *extra: str, **popen: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -260,27 +273,13 @@ def test_run_survives_every_download_trap_and_keeps_state(env: Env) -> None:
     assert (out / "download_counter.txt").read_text() == "12\n"  # numbers are never reused
 
     # `status` shows the finished run; `verify` re-checks what was recorded, and catches a damaged file.
-    status = subprocess.run(
-        [sys.executable, "-m", "comfyfixer", "status", "--output-dir", str(out), "--json"],
-        cwd=env.work,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = env.cli("status", "--output-dir", str(out), "--json")
     states = {m["name"]: m["state"] for m in json.loads(status.stdout)["models"]}
     assert states["plain1.safetensors"] == "done" and "stale" not in states.values()
     with open(env.loras / "plain2.safetensors", "r+b") as fh:
         fh.seek(200)
         fh.write(b"\xff\xff")
-    verify = subprocess.run(
-        [sys.executable, "-m", "comfyfixer", "verify", "--output-dir", str(out), "--json"],
-        cwd=env.work,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    verify = env.cli("verify", "--output-dir", str(out), "--json")
     assert verify.returncode == 1
     checked = {m["name"]: m["ok"] for m in json.loads(verify.stdout)["models"]}
     assert checked["plain2.safetensors"] is False and checked["plain1.safetensors"] is True
@@ -361,27 +360,11 @@ def test_full_disk_fails_the_download_cleanly(env: Env) -> None:
 
 def test_run_without_comfyui_is_a_usage_error_and_without_tty_only_shows_the_plan(env: Env) -> None:
     wf = workflow(env.work / "u.json", [("x.safetensors", None, None)])
-    cmd = [sys.executable, "-m", "comfyfixer", "run", str(wf), "--output-dir", str(env.work / "output")]
-    proc = subprocess.run(
-        cmd,
-        cwd=env.work,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    args = ["run", str(wf), "--output-dir", str(env.work / "output")]
+    proc = env.cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert "--comfyui" in proc.stderr and "COMFYUI_PATH" in proc.stderr, proc.stderr
-    proc = subprocess.run(
-        [*cmd, "--comfyui", str(env.root)],
-        cwd=env.work,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = env.cli(*args, "--comfyui", str(env.root))
     assert proc.returncode == 0 and "x.safetensors" in proc.stdout and "--yes" in proc.stderr
     assert not list((env.work / "output").glob("download_*.sh"))
 
@@ -457,9 +440,7 @@ def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env
             "COMFYFIXER_LLM_MODEL": "qwen3-8b",
             "COMFYFIXER_LLM_API_KEY": key,
         }
-        proc = subprocess.run(
-            env.command(wf), cwd=env.work, env=environ, capture_output=True, text=True, timeout=240
-        )
+        proc = env.cli(*env.args(wf), environ=environ)
         report = report_of(proc)
         (model,) = report["models"]
         assert model["outcome"] == "downloaded" and model["source"] == "llm", model
@@ -473,8 +454,7 @@ def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env
         (env.loras / "secret_lora.safetensors").unlink()
         llm.reply_tool_calls(("ping", {"word": "ready"}))
         llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", "reason": "unknown uploader"}]})
-        human = [arg for arg in env.command(wf) if arg != "--json"]
-        proc = subprocess.run(human, cwd=env.work, env=environ, capture_output=True, text=True, timeout=240)
+        proc = env.cli(*(arg for arg in env.args(wf) if arg != "--json"), environ=environ)
         shown = proc.stdout + proc.stderr
         assert "suspicious: secret_lora.safetensors: unknown uploader" in proc.stdout, shown
         history = (env.work / "log" / "qwen_search_history.log").read_text()
