@@ -12,12 +12,21 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from comfyfixer.scripts.render import EXIT_CODES, ScriptPlan, describe_exit, render_script
-from comfyfixer.scripts.template import BODY
+from comfyfixer.scripts.render import (
+    BODY_MARKER,
+    CARRIED,
+    EXIT_CODES,
+    ScriptPlan,
+    body,
+    carried_program,
+    describe_exit,
+    render_script,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("COMFYFIXER_UPDATE_GOLDEN") == "1"
@@ -75,7 +84,7 @@ def _assignments(script: str) -> dict[str, str]:
         if m and m.group(1) not in out:
             words = shlex.split(m.group(2))
             out[m.group(1)] = words[0] if words else ""
-        if line.startswith("PART="):
+        if line.startswith("# Programs this script carries"):
             break
     return out
 
@@ -127,6 +136,35 @@ def test_values_round_trip_through_quoting(key: str) -> None:
     assert values["EXPECTED_SIZE"] == ("" if plan.size is None else str(plan.size))
 
 
+def test_download_sh_is_shellcheck_clean_as_a_file() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    source = Path(__file__).parents[1] / "comfyfixer" / "scripts" / "download.sh"
+    result = subprocess.run(["shellcheck", str(source)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_lint_stand_ins_name_exactly_what_render_writes() -> None:
+    # download.sh declares, above its marker, every variable render.py assigns: nothing more, nothing less.
+    text = resources.files("comfyfixer.scripts").joinpath("download.sh").read_text(encoding="utf-8")
+    stand_ins = set(re.findall(r"\b([A-Z0-9_]+)=''", text.split(BODY_MARKER, 1)[0]))
+    rendered = set(_assignments(render_script(BASE))) | set(CARRIED)
+    assert stand_ins == rendered
+
+
+def test_carried_programs_travel_verbatim(tmp_path: Path) -> None:
+    # Plain single-quoting keeps the programs readable in a script: no quote, back-tick or dollar.
+    script = render_script(BASE)
+    for variable, file_name in CARRIED.items():
+        program = carried_program(file_name)
+        assert not set(program) & set("'`$"), file_name
+        assert f"{variable}='{program}'" in script
+    probe = tmp_path / "probe.sh"
+    probe.write_text(script.split("\nPART=", 1)[0] + "\n" + 'printf %s "$STREAM_PART_PY"')
+    shown = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True).stdout
+    assert shown == carried_program("stream_part.py")
+
+
 def test_bash_reads_the_exact_values(tmp_path: Path) -> None:
     plan = PLANS["hostile_name"]
     prelude = render_script(plan).split("\nPART=", 1)[0]
@@ -164,9 +202,9 @@ def test_pickle_extension_is_flagged_for_scanning() -> None:
 
 def test_https_url_only_allows_https_redirects() -> None:
     # The protocol list is derived at run time from the URL's scheme; both branches must be present.
-    assert "https://*) PROTOCOLS='=https'" in BODY
-    assert "http://*) PROTOCOLS='=http,https'" in BODY
-    assert '--proto-redir "$PROTOCOLS"' in BODY
+    assert "https://*) PROTOCOLS='=https'" in body()
+    assert "http://*) PROTOCOLS='=http,https'" in body()
+    assert '--proto-redir "$PROTOCOLS"' in body()
 
 
 @pytest.mark.parametrize(
@@ -193,7 +231,7 @@ def test_bad_plans_are_refused(change: dict[str, object], message: str) -> None:
 
 
 def test_every_exit_code_in_the_body_is_documented() -> None:
-    used = {int(n) for n in re.findall(r"\b(?:fail|reject|exit) (\d+)\b", BODY)}
+    used = {int(n) for n in re.findall(r"\b(?:fail|reject|exit) (\d+)\b", body())}
     documented = set(EXIT_CODES)
     assert used - documented == set(), "an exit code in the script body is not in EXIT_CODES"
     assert documented - used - {0} == set(), "EXIT_CODES lists a code the script never uses"

@@ -1,8 +1,10 @@
 """Rendering a download script: `ScriptPlan` in, bash text out. Pure: no I/O, no clock, no environment.
 
 Every per-model value is set once at the top with `shlex.quote`; comment lines get an escaped
-copy (no newline or control character can end a comment early). The body is constant
-(`template.BODY`). The exit codes below are the contract with `run.py` and the pipeline.
+copy (no newline or control character can end a comment early). Then come the stdlib-only Python
+programs in `carried/`, each as a quoted variable (a script runs alone, with no comfyfixer
+installed), then the constant body: `download.sh` from its marker line on. The exit codes below are
+the contract with `run.py` and the pipeline.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import re
 import shlex
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from comfyfixer.errors import redact
 from comfyfixer.paths import has_control_chars, safe_file_component
-from comfyfixer.scripts.template import BODY
 from comfyfixer.verify import PICKLE_EXTENSIONS
 
 Auth = Literal["huggingface", "civitai"]
@@ -56,6 +59,14 @@ EXIT_CODES: dict[int, str] = {
 
 # Auth kind -> the environment variable the script reads (never a value).
 TOKEN_VARIABLES: dict[str, str] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_TOKEN"}
+
+# The programs a script carries: shell variable -> file in `carried/` (run as `python -c "$VAR"`).
+CARRIED: dict[str, str] = {
+    "SHA256_STDIN_PY": "sha256_stdin.py",
+    "STREAM_PART_PY": "stream_part.py",
+    "PICKLESCAN_GATE_PY": "picklescan_gate.py",
+}
+BODY_MARKER = "# ---- body: render.py copies every line below into each script ----\n"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SECRET_PARAMS = frozenset({"token", "api_key", "apikey", "access_token", "hf_token"})
@@ -141,6 +152,22 @@ def comment_text(value: object) -> str:
     return "".join(out)
 
 
+@cache
+def body() -> str:
+    """The constant part of every script: `download.sh` after its marker (above it: notes, lint stand-ins)."""
+    text = resources.files(__package__).joinpath("download.sh").read_text(encoding="utf-8")
+    _, found, rest = text.partition(BODY_MARKER)
+    if not found:
+        raise RuntimeError("download.sh has lost its body marker line")
+    return rest
+
+
+@cache
+def carried_program(file_name: str) -> str:
+    """The text of one program in `carried/`, exactly as shipped."""
+    return resources.files(__package__).joinpath("carried").joinpath(file_name).read_text(encoding="utf-8")
+
+
 def _q(value: str) -> str:
     return shlex.quote(value)
 
@@ -195,4 +222,6 @@ def render_script(plan: ScriptPlan) -> str:
         lines.insert(1, "# shellcheck disable=SC2016,SC2089,SC2090")
     lines += ["set -euo pipefail", "umask 022", ""]
     lines += [f"{name}={_q(value)}" for name, value in values]
-    return "\n".join(lines) + "\n" + BODY.lstrip("\n")
+    lines += ["", "# Programs this script carries (standard library only; run with $PYTHON -c)."]
+    lines += [f"{name}={_q(carried_program(file))}" for name, file in CARRIED.items()]
+    return "\n".join(lines) + "\n\n" + body()

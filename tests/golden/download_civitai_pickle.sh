@@ -45,6 +45,105 @@ AUTH_VAR=CIVITAI_API_TOKEN
 PYTHON=/usr/bin/python3
 USER_AGENT=comfyfixer/0.1.0
 PICKLE_EXT=.ckpt
+
+# Programs this script carries (standard library only; run with $PYTHON -c).
+SHA256_STDIN_PY='"""Print the sha256 of standard input: the hasher of a script when openssl is missing.
+
+Carried verbatim by every download script and run as python -S -c <this file>: standard library only.
+"""
+
+import hashlib
+import sys
+
+
+def main() -> int:
+    h = hashlib.sha256()
+    for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+        h.update(block)
+    print(h.hexdigest())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'
+STREAM_PART_PY='"""Append standard input to the partial file and print the sha256 of the whole part.
+
+What was already there is re-read first (a retry), then the new bytes are hashed as they arrive,
+so a successful download is hashed exactly once. Unbuffered writes keep the part a clean prefix of
+the file even when the process is killed. Carried verbatim by every download script and run as
+python -S -c <this file> PART: standard library only.
+"""
+
+import hashlib
+import sys
+
+
+def main(part: str) -> int:
+    h = hashlib.sha256()
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    try:
+        with open(part, "rb") as old:
+            for n in iter(lambda: old.readinto(buf), 0):
+                h.update(view[:n])
+        # Unbuffered stdin: readinto returns what the pipe holds at once instead of waiting for 1 MiB.
+        with (
+            open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src,
+            open(part, "ab", buffering=0) as out,
+        ):
+            for n in iter(lambda: src.readinto(buf), 0):
+                done = 0
+                while done < n:
+                    done += out.write(view[done:n])
+                h.update(view[:n])
+    except OSError as exc:
+        sys.stderr.write(f"comfyfixer: cannot write the partial file: {exc}\n")
+        return 1
+    print(h.hexdigest())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
+'
+PICKLESCAN_GATE_PY='"""Scan a pickle (or a zip of pickles) with picklescan before the script installs it.
+
+Exit 0: clean; 1: dangerous imports; 2: not a pickle or cannot be parsed; 3: picklescan is missing.
+Carried verbatim by every download script and run as python -c <this file> PART EXT.
+"""
+
+import sys
+
+
+def main(path: str, ext: str) -> int:
+    try:
+        from picklescan.scanner import scan_bytes
+    except Exception as exc:
+        sys.stderr.write(f"comfyfixer: picklescan cannot be imported: {exc}\n")
+        return 3
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+            if not (magic == b"PK\x03\x04" or magic[:1] == b"\x80"):
+                sys.stderr.write("comfyfixer: the file is neither a pickle nor a zip of pickles\n")
+                return 2
+            fh.seek(0)
+            result = scan_bytes(fh, path, ext)
+    except Exception as exc:
+        sys.stderr.write(f"comfyfixer: the pickle could not be scanned: {exc}\n")
+        return 2
+    bad = sorted({f"{g.module}.{g.name}" for g in result.globals if g.safety.name == "Dangerous"})
+    if result.issues_count:
+        sys.stderr.write("comfyfixer: dangerous imports in the pickle: {}\n".format(", ".join(bad)))
+        return 1
+    return 2 if result.scan_err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
+'
+
 PART="$DEST.part"
 REJECTED="$DEST.rejected"
 SIDECAR="$DEST.sha256"
@@ -91,11 +190,7 @@ file_size() {
 hash_stream() {
   case $HASHER in
     openssl) openssl dgst -sha256 -r ;;
-    python) "$PYTHON" -S -c 'import hashlib, sys
-h = hashlib.sha256()
-for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
-    h.update(block)
-print(h.hexdigest())' ;;
+    python) "$PYTHON" -S -c "$SHA256_STDIN_PY" ;;
     sha256sum) sha256sum ;;
     shasum) shasum -a 256 ;;
   esac
@@ -248,29 +343,6 @@ fetch() {
   fi
 }
 
-# Appends stdin to the part and prints the sha256 of the whole part: what was already there
-# (re-read on a retry), then the new bytes as they arrive. Unbuffered writes keep the part a clean
-# prefix of the file even when the process is killed.
-STREAM_PY='import hashlib, sys
-h = hashlib.sha256()
-buf = bytearray(1 << 20)
-view = memoryview(buf)
-try:
-    with open(sys.argv[1], "rb") as old:
-        for n in iter(lambda: old.readinto(buf), 0):
-            h.update(view[:n])
-    src = sys.stdin.buffer.raw
-    with open(sys.argv[1], "ab", buffering=0) as out:
-        for n in iter(lambda: src.readinto(buf), 0):
-            done = 0
-            while done < n:
-                done += out.write(view[done:n])
-            h.update(view[:n])
-except OSError as exc:
-    sys.stderr.write("comfyfixer: cannot write the partial file: %s\n" % exc)
-    sys.exit(1)
-print(h.hexdigest())'
-
 # One attempt: the bytes missing from the part are appended to it while the whole part streams
 # through a single sha256 pass. The Python streamer does it in one process; without Python,
 # `{ cat part; fetch | tee -a part; } | hasher` does the same with more copies.
@@ -279,7 +351,7 @@ transfer() {
   rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
   if [ "$STREAMER" = python ]; then
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PY" "$PART" >"$WORK/sha"
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" >"$WORK/sha"
     printf '0 %s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
     set -e
     return 0
@@ -344,29 +416,7 @@ pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 
 scan_pickle() {
   local rc=0
-  "$PYTHON" -c 'import sys
-try:
-    from picklescan.scanner import scan_bytes
-except Exception as exc:
-    sys.stderr.write("comfyfixer: picklescan cannot be imported: %s\n" % exc)
-    sys.exit(3)
-path, ext = sys.argv[1], sys.argv[2]
-try:
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-        if not (magic == b"PK\x03\x04" or magic[:1] == b"\x80"):
-            sys.stderr.write("comfyfixer: the file is neither a pickle nor a zip of pickles\n")
-            sys.exit(2)
-        fh.seek(0)
-        result = scan_bytes(fh, path, ext)
-except Exception as exc:
-    sys.stderr.write("comfyfixer: the pickle could not be scanned: %s\n" % exc)
-    sys.exit(2)
-bad = sorted({"%s.%s" % (g.module, g.name) for g in result.globals if g.safety.name == "Dangerous"})
-if result.issues_count:
-    sys.stderr.write("comfyfixer: dangerous imports in the pickle: %s\n" % ", ".join(bad))
-    sys.exit(1)
-sys.exit(2 if result.scan_err else 0)' "$PART" "$PICKLE_EXT" || rc=$?
+  "$PYTHON" -c "$PICKLESCAN_GATE_PY" "$PART" "$PICKLE_EXT" || rc=$?
   case $rc in
     0) return 0 ;;
     1 | 2)

@@ -1,11 +1,10 @@
-"""The constant body of every download script: bash that works on the values `render.py` sets above it.
-
-It holds no per-model value, so one review of this text covers every script ever written. The
-numeric exit codes here must match the constants in `render.py` (a test checks each one).
-"""
-
-from __future__ import annotations
-
+# shellcheck shell=bash
+# The constant body of every comfyfixer download script. `scripts/render.py` writes the header
+# (what model, from where, why) and the per-model values, each shell-quoted, then the programs in
+# `carried/` as quoted variables, then this file from the marker line on. It holds no per-model
+# value, so one review of this text covers every script ever written. The numeric exit codes here
+# must match the constants in `render.py` (a test checks each one).
+#
 # Notes on the choices below (why, not what):
 # - The sha256 is computed while the bytes stream: `{ cat part; curl | tee -a part; } | hasher`.
 #   A retry re-hashes what the part already holds, so the final digest always covers the whole file,
@@ -17,7 +16,12 @@ from __future__ import annotations
 #   travels through a pipe, so it appears neither in the script, nor in `ps`, nor on disk. curl
 #   (>= 7.58) does not forward a custom Authorization header when a redirect changes host or port.
 # - wget forwards custom headers to redirect targets, so it is used only when no token is needed.
-BODY = r"""
+#
+# Lint-only stand-ins for what render.py writes (shellcheck reads this file on its own):
+DEST='' DEST_DIR='' BASE_NAME='' URL='' EXPECTED_SIZE='' EXPECTED_SHA256='' AUTH_VAR=''
+PYTHON='' USER_AGENT='' PICKLE_EXT=''
+SHA256_STDIN_PY='' STREAM_PART_PY='' PICKLESCAN_GATE_PY=''
+# ---- body: render.py copies every line below into each script ----
 PART="$DEST.part"
 REJECTED="$DEST.rejected"
 SIDECAR="$DEST.sha256"
@@ -64,11 +68,7 @@ file_size() {
 hash_stream() {
   case $HASHER in
     openssl) openssl dgst -sha256 -r ;;
-    python) "$PYTHON" -S -c 'import hashlib, sys
-h = hashlib.sha256()
-for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
-    h.update(block)
-print(h.hexdigest())' ;;
+    python) "$PYTHON" -S -c "$SHA256_STDIN_PY" ;;
     sha256sum) sha256sum ;;
     shasum) shasum -a 256 ;;
   esac
@@ -221,29 +221,6 @@ fetch() {
   fi
 }
 
-# Appends stdin to the part and prints the sha256 of the whole part: what was already there
-# (re-read on a retry), then the new bytes as they arrive. Unbuffered writes keep the part a clean
-# prefix of the file even when the process is killed.
-STREAM_PY='import hashlib, sys
-h = hashlib.sha256()
-buf = bytearray(1 << 20)
-view = memoryview(buf)
-try:
-    with open(sys.argv[1], "rb") as old:
-        for n in iter(lambda: old.readinto(buf), 0):
-            h.update(view[:n])
-    src = sys.stdin.buffer.raw
-    with open(sys.argv[1], "ab", buffering=0) as out:
-        for n in iter(lambda: src.readinto(buf), 0):
-            done = 0
-            while done < n:
-                done += out.write(view[done:n])
-            h.update(view[:n])
-except OSError as exc:
-    sys.stderr.write("comfyfixer: cannot write the partial file: %s\n" % exc)
-    sys.exit(1)
-print(h.hexdigest())'
-
 # One attempt: the bytes missing from the part are appended to it while the whole part streams
 # through a single sha256 pass. The Python streamer does it in one process; without Python,
 # `{ cat part; fetch | tee -a part; } | hasher` does the same with more copies.
@@ -252,7 +229,7 @@ transfer() {
   rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
   if [ "$STREAMER" = python ]; then
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PY" "$PART" >"$WORK/sha"
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" >"$WORK/sha"
     printf '0 %s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
     set -e
     return 0
@@ -317,29 +294,7 @@ pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 
 scan_pickle() {
   local rc=0
-  "$PYTHON" -c 'import sys
-try:
-    from picklescan.scanner import scan_bytes
-except Exception as exc:
-    sys.stderr.write("comfyfixer: picklescan cannot be imported: %s\n" % exc)
-    sys.exit(3)
-path, ext = sys.argv[1], sys.argv[2]
-try:
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-        if not (magic == b"PK\x03\x04" or magic[:1] == b"\x80"):
-            sys.stderr.write("comfyfixer: the file is neither a pickle nor a zip of pickles\n")
-            sys.exit(2)
-        fh.seek(0)
-        result = scan_bytes(fh, path, ext)
-except Exception as exc:
-    sys.stderr.write("comfyfixer: the pickle could not be scanned: %s\n" % exc)
-    sys.exit(2)
-bad = sorted({"%s.%s" % (g.module, g.name) for g in result.globals if g.safety.name == "Dangerous"})
-if result.issues_count:
-    sys.stderr.write("comfyfixer: dangerous imports in the pickle: %s\n" % ", ".join(bad))
-    sys.exit(1)
-sys.exit(2 if result.scan_err else 0)' "$PART" "$PICKLE_EXT" || rc=$?
+  "$PYTHON" -c "$PICKLESCAN_GATE_PY" "$PART" "$PICKLE_EXT" || rc=$?
   case $rc in
     0) return 0 ;;
     1 | 2)
@@ -499,4 +454,3 @@ mv -f -- "$PART" "$DEST" || fail 15 "cannot move $PART into place; check permiss
 write_sidecar "$SHA"
 say "installed $DEST ($size bytes, sha256 $SHA)"
 report "$size" "$SHA"
-"""
