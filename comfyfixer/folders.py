@@ -69,6 +69,11 @@ DEFAULT_DIRS: dict[str, tuple[str, ...]] = {
     "mmdets_bbox": ("models/mmdets/bbox",),
     "mmdets_segm": ("models/mmdets/segm",),
     "reactor": ("models/reactor",),
+    "cogvideox_loras": ("models/CogVideo/loras",),
+    "wav2vec2": ("models/wav2vec2",),
+    "SEEDVR2": ("models/SEEDVR2",),
+    "nlf": ("models/nlf",),
+    "tensorrt": ("models/tensorrt",),
 }
 
 
