@@ -110,10 +110,6 @@ class Settings:
         return tuple(s for s in (self.hf_token, self.civitai_token, self.llm_api_key) if s)
 
     @property
-    def llm_configured(self) -> bool:
-        return bool(self.llm_base_url)
-
-    @property
     def allowed_hosts(self) -> frozenset[str]:
         """Hosts a download URL may start on: defaults, the configured endpoints, and the user's extras."""
         hosts = set(DEFAULT_ALLOWED_HOSTS) | set(self.extra_allowed_hosts)

@@ -22,6 +22,7 @@ Outcome = Literal[
     "skipped",
 ]
 SearchOutcome = Literal["found", "ambiguous", "not_found", "source_error"]
+Auth = Literal["huggingface", "civitai"]  # whose token a download may need
 
 
 def normalise_name(name: str) -> str:
@@ -130,7 +131,7 @@ class Candidate:
     path_in_repo: str | None = None
     directory_hint: str | None = None
     authoritative: bool = False
-    auth: str | None = None  # "huggingface" | "civitai" when a token may be needed
+    auth: Auth | None = None  # which token may be needed
     pickle_scan: str | None = None
     virus_scan: str | None = None
     note: str = ""
@@ -149,6 +150,25 @@ class Resolution:
     requests: int = 0
 
 
+CheckStatus = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One deterministic check of a downloaded file: how it went, and why when it did not simply pass."""
+
+    status: CheckStatus
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def __str__(self) -> str:
+        """`ok`, `failed: <detail>` or `skipped: <detail>`: the form JSON output and the LLM review show."""
+        return f"{self.status}: {self.detail}" if self.detail else self.status
+
+
 @dataclass(slots=True)
 class VerifyReport:
     """The deterministic checks of one downloaded file; `ok` is False if any check failed."""
@@ -165,8 +185,11 @@ class VerifyReport:
     format: str | None = None  # safetensors | gguf | pickle-zip | pickle | onnx | unknown
     source: str | None = None
     url: str | None = None
-    # check name -> "ok" | "failed: ..." | "skipped: ..."
-    checks: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)  # exists, size, format, sha256, pickle
+
+    def check_texts(self) -> dict[str, str]:
+        """The checks as `name -> "ok" | "failed: ..." | "skipped: ..."` (JSON output, the LLM review)."""
+        return {name: str(check) for name, check in self.checks.items()}
 
 
 Verdict = Literal["ok", "suspicious"]

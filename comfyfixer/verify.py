@@ -16,7 +16,7 @@ import struct
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from comfyfixer.models import VerifyReport
+from comfyfixer.models import Check, VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -189,64 +189,74 @@ def verify_download(
     )
     checks = report.checks
     if not path.is_file():
-        checks["exists"] = "failed: no file at the destination"
+        checks["exists"] = Check("failed", "no file at the destination")
         report.reason = f"{path} does not exist"
         return report
-    checks["exists"] = "ok"
+    checks["exists"] = Check("ok")
     report.size = path.stat().st_size
-
-    if expected_size is None:
-        checks["size"] = "skipped: size not published"
-    elif report.size == expected_size:
-        checks["size"] = "ok"
-    else:
-        checks["size"] = f"failed: {report.size} bytes, expected {expected_size}"
-
+    checks["size"] = _size_check(report.size, expected_size)
     extension = PurePosixPath(name).suffix.lower() or path.suffix.lower()
-    fmt, problem = detect_format(path)
-    report.format = fmt
-    allowed = EXPECTED_FORMATS.get(extension)
-    if problem:
-        checks["format"] = f"failed: {problem}"
-    elif allowed is not None and fmt not in allowed:
-        checks["format"] = f"failed: a {extension} file should be {'/'.join(sorted(allowed))}, this is {fmt}"
-    elif fmt == "unknown":
-        checks["format"] = "skipped: no known header to check"
-    else:
-        checks["format"] = "ok"
+    report.format, checks["format"] = _format_check(path, extension)
 
     digest = (actual_sha256 or "").lower() or (sidecar_sha256(path) if trust_sidecar else None)
-    if digest is None and (expected_sha256 or not checks["format"].startswith("failed")):
+    if digest is None and (expected_sha256 or not checks["format"].failed):
         digest = sha256_file(path)
     report.sha256 = digest
-    if report.expected_sha256 is None:
-        checks["sha256"] = "skipped: sha256 not published"
-    elif digest == report.expected_sha256:
-        checks["sha256"] = "ok"
+    checks["sha256"] = _sha256_check(digest, report.expected_sha256)
+    if extension in PICKLE_EXTENSIONS or report.format in ("pickle", "pickle-zip"):
+        checks["pickle"] = _pickle_check(path, extension, allow_pickle)
     else:
-        checks["sha256"] = f"failed: {digest}, expected {report.expected_sha256}"
+        checks["pickle"] = Check("skipped", "not a pickle format")
 
-    if extension in PICKLE_EXTENSIONS or fmt in ("pickle", "pickle-zip"):
-        verdict, detail = scan_pickle(path, extension)
-        if verdict == "ok":
-            checks["pickle"] = "ok"
-        elif allow_pickle:
-            checks["pickle"] = f"skipped: {verdict} ({detail}), allowed by COMFYFIXER_ALLOW_PICKLE"
-        elif verdict == "dangerous":
-            checks["pickle"] = f"failed: dangerous imports: {detail}"
-        elif verdict == "unavailable":
-            checks["pickle"] = f"failed: cannot scan the pickle: {detail}"
-        else:
-            checks["pickle"] = f"failed: the pickle could not be scanned: {detail}"
-    else:
-        checks["pickle"] = "skipped: not a pickle format"
-
-    failures = [f"{k}: {v.removeprefix('failed: ')}" for k, v in checks.items() if v.startswith("failed")]
+    failures = [f"{k}: {c.detail}" for k, c in checks.items() if c.failed]
     report.ok = not failures
     report.reason = failures[0] if failures else ""
     if failures:
         log.info("verification failed for %s: %s", path, "; ".join(failures))
     return report
+
+
+def _size_check(size: int, expected: int | None) -> Check:
+    if expected is None:
+        return Check("skipped", "size not published")
+    if size == expected:
+        return Check("ok")
+    return Check("failed", f"{size} bytes, expected {expected}")
+
+
+def _format_check(path: Path, extension: str) -> tuple[str, Check]:
+    """`(format, check)`: what the header says the file is, and whether that fits its extension."""
+    fmt, problem = detect_format(path)
+    allowed = EXPECTED_FORMATS.get(extension)
+    if problem:
+        return fmt, Check("failed", problem)
+    if allowed is not None and fmt not in allowed:
+        should = "/".join(sorted(allowed))
+        return fmt, Check("failed", f"a {extension} file should be {should}, this is {fmt}")
+    if fmt == "unknown":
+        return fmt, Check("skipped", "no known header to check")
+    return fmt, Check("ok")
+
+
+def _sha256_check(digest: str | None, expected: str | None) -> Check:
+    if expected is None:
+        return Check("skipped", "sha256 not published")
+    if digest == expected:
+        return Check("ok")
+    return Check("failed", f"{digest}, expected {expected}")
+
+
+def _pickle_check(path: Path, extension: str, allow_pickle: bool) -> Check:
+    verdict, detail = scan_pickle(path, extension)
+    if verdict == "ok":
+        return Check("ok")
+    if allow_pickle:
+        return Check("skipped", f"{verdict} ({detail}), allowed by COMFYFIXER_ALLOW_PICKLE")
+    if verdict == "dangerous":
+        return Check("failed", f"dangerous imports: {detail}")
+    if verdict == "unavailable":
+        return Check("failed", f"cannot scan the pickle: {detail}")
+    return Check("failed", f"the pickle could not be scanned: {detail}")
 
 
 def quarantine(path: Path) -> Path:

@@ -16,7 +16,7 @@ from comfyfixer.errors import ComfyFixerError, UnsafePathError
 from comfyfixer.inventory import Inventory
 from comfyfixer.models import Candidate, MissingModel, VerifyReport
 from comfyfixer.paths import safe_destination
-from comfyfixer.scripts.render import Auth, ScriptPlan, render_script, script_file_name
+from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
 from comfyfixer.scripts.run import ScriptProcess
 from comfyfixer.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.verify import quarantine, verify_download
@@ -34,11 +34,6 @@ class RenderedScripts:
     def render(
         self, number: int, model: MissingModel, candidate: Candidate, destination: Path
     ) -> tuple[str, str]:
-        auth: Auth | None = None
-        if candidate.auth == "huggingface":
-            auth = "huggingface"
-        elif candidate.auth == "civitai":
-            auth = "civitai"
         why = candidate.note or f"file name matches {model.file_name!r} exactly ({candidate.source})"
         try:
             plan = ScriptPlan(
@@ -49,7 +44,7 @@ class RenderedScripts:
                 url=candidate.url,
                 sha256=candidate.sha256.lower() if candidate.sha256 else None,
                 size=candidate.size,
-                auth=auth,
+                auth=candidate.auth,
                 source=candidate.source,
                 why=why,
                 python=self.python,

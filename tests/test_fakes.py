@@ -98,7 +98,8 @@ def test_redirect_chain_across_origins_drops_authorization(file_server: FileServ
         assert r.content == b"payload"
         assert [h.status_code for h in r.history] == [301, 307, 302]
         hosts = [q.host for q in file_server.requests]
-        assert hosts[0].startswith("127.0.0.1") and hosts[2].startswith("localhost")
+        assert hosts[0] is not None and hosts[0].startswith("127.0.0.1")
+        assert hosts[2] is not None and hosts[2].startswith("localhost")
         assert file_server.requests[0].authorization == "Bearer secret"
         assert other.authorization_seen == []  # httpx strips it on the cross-origin hop
         assert other.errors == []
@@ -362,12 +363,9 @@ def test_hf_errors_map_to_the_real_exceptions(hub: FakeHub) -> None:
     assert statuses == [401, 403, 401, 404]
     miss = hub.requests_to("/comfyanonymous/flux_text_encoders/resolve/main/clip_g.safetensors")[0]
     assert miss.status == 404
-    assert (
-        httpx.head(hub.resolve_url("comfyanonymous/flux_text_encoders", "clip_g.safetensors")).headers[
-            "x-repo-commit"
-        ]
-        == hub.repo("comfyanonymous/flux_text_encoders").sha
-    )  # type: ignore[union-attr]
+    repo = hub.repo("comfyanonymous/flux_text_encoders")
+    served = httpx.head(hub.resolve_url("comfyanonymous/flux_text_encoders", "clip_g.safetensors"))
+    assert repo is not None and served.headers["x-repo-commit"] == repo.sha
     bad = httpx.get(
         f"{hub.url}/api/models/comfyanonymous/flux_text_encoders", headers={"Authorization": "Bearer x"}
     )

@@ -29,7 +29,7 @@ class Net:
     hub: FakeHub
     civitai: FakeCivitai
 
-    def finder(self, **settings: object) -> Finder:
+    def finder(self, publishers: Publishers = PUBLISHERS, **settings: object) -> Finder:
         from huggingface_hub import HfApi
 
         base: dict[str, object] = {
@@ -43,7 +43,7 @@ class Net:
         base.update(settings)
         s = Settings(**base)  # type: ignore[arg-type]
         api = HfApi(endpoint=s.hf_endpoint, token=s.hf_token or False)
-        return Finder(s, http=build_client(), hf_api=api, policy=FAST, publishers=PUBLISHERS)
+        return Finder(s, http=build_client(), hf_api=api, policy=FAST, publishers=publishers)
 
 
 @pytest.fixture
@@ -204,8 +204,8 @@ def test_the_last_resort_sweep_of_a_big_publisher_is_capped_per_model(net: Net) 
         net.hub.add_repo(f"BigOrg/pack-{i:02d}", downloads=i)
         net.hub.add_file(f"BigOrg/pack-{i:02d}", "readme.safetensors", blob(f"r{i}"))
     publishers = Publishers(frozenset({"bigorg"}), (), sweep_authors=("BigOrg",))
-    with net.finder() as finder:
-        finder.huggingface.publishers = publishers
+    with net.finder(publishers) as finder:
+        assert finder.huggingface is not None
         cap = finder.huggingface.max_sweep_repos
         first = finder.find(MissingModel("nowhere_at_all.safetensors", "checkpoints"))
         trees = [r.path for r in net.hub.requests_to("/api/models/BigOrg/*/tree/*")]

@@ -151,7 +151,8 @@ def workflow(path: Path, models: list[tuple[str, str | None, str | None]]) -> Pa
 
 def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
-    return json.loads(proc.stdout)  # exactly one JSON document: progress never reaches stdout
+    report: dict[str, Any] = json.loads(proc.stdout)  # exactly one JSON document: never progress
+    return report
 
 
 def outcomes(report: dict[str, Any]) -> dict[str, str]:

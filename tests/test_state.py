@@ -292,7 +292,8 @@ def test_corrupt_status_is_moved_aside(tmp_path: Path) -> None:
     (tmp_path / "status.json").write_text("{not json")
     status = StatusFile(tmp_path)
     assert status.read() == []
-    assert status.warnings and list(tmp_path.glob("status.json.corrupt-*"))
+    assert status.warnings
+    assert list(tmp_path.glob("status.json.corrupt-*"))
 
 
 def test_model_key_is_case_and_slash_insensitive() -> None:

@@ -54,7 +54,7 @@ def _report_view(report_id: str, r: VerifyReport) -> dict[str, Any]:
         "format": r.format,
         "source": r.source,
         "url": r.url,
-        "checks": r.checks,
+        "checks": r.check_texts(),
     }
     if r.reason:
         view["deterministic_reason"] = r.reason

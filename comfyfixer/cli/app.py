@@ -67,16 +67,10 @@ def run_app() -> None:
     except BaseException as exc:  # the edge: every error becomes a message and an exit code
         import click
 
-        # Recent typer vendors its own copy of click, whose exceptions are not click's.
-        vendored = sys.modules.get("typer._click.exceptions")
-        if isinstance(exc, click.exceptions.UsageError) or (
-            vendored is not None and isinstance(exc, vendored.UsageError)
-        ):
+        if isinstance(exc, click.exceptions.UsageError):
             exc.show()
             sys.exit(cli_errors.EXIT_USAGE)
-        if isinstance(exc, click.exceptions.ClickException) or (
-            vendored is not None and isinstance(exc, vendored.ClickException)
-        ):
+        if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         if cli_errors.debug_enabled():

@@ -76,7 +76,7 @@ def verify(
                         "reason": r.reason,
                         "size": r.size,
                         "sha256": r.sha256,
-                        "checks": r.checks,
+                        "checks": r.check_texts(),
                     }
                     for r in reports
                 ],

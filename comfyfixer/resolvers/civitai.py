@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
@@ -21,7 +21,7 @@ from comfyfixer.resolvers.queries import civitai_queries
 from comfyfixer.resolvers.urls import clean_url
 
 log = logging.getLogger(__name__)
-SOURCE = "civitai"
+SOURCE: Final = "civitai"
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
-from comfyfixer.resolvers.hints import plan_hints
+from comfyfixer.resolvers.hints import HintPlan, plan_hints
 from comfyfixer.resolvers.queries import relevance
 from comfyfixer.resolvers.urls import LinkTarget
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
@@ -48,6 +48,9 @@ class _Attempt:
     auth: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seen: list[Candidate] = field(default_factory=list)
+    # A lone Hugging Face copy from an unknown uploader, kept in case Civitai has nothing better.
+    unverified: list[Candidate] = field(default_factory=list)
+    unverified_why: str = ""
 
     def note(self, text: str) -> None:
         self.evidence.append(text)
@@ -242,10 +245,15 @@ class Finder:
         """Resolve one missing model. Never raises for source problems."""
         self.counter.begin_model()
         attempt = _Attempt(model)
-        name = model.file_name
-
-        # 1. The workflow's own hints.
         plan = plan_hints(model, self.settings)
+        for step in (self._from_hints, self._from_catalogues, self._from_huggingface, self._from_civitai):
+            result = step(attempt, plan)
+            if result is not None:
+                return result
+        return self._conclude(attempt)
+
+    def _from_hints(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+        """1. The workflow's own hints: its URLs, then the repos and model pages it links to."""
         for text in plan.rejected:
             attempt.note(text)
         for candidate, check_name in plan.candidates:
@@ -256,63 +264,72 @@ class Finder:
             result = self._from_link(attempt, link, plan.sha256)
             if result is not None:
                 return result
+        return None
 
-        # 2. Files this tool verified before, then ComfyUI-Manager's list.
-        ok = self._try(attempt, self.verified.lookup(name, model.directory), check_name=False)
+    def _from_catalogues(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+        """2. Files this tool verified before, then ComfyUI-Manager's list."""
+        model = attempt.model
+        ok = self._try(attempt, self.verified.lookup(model.file_name, model.directory), check_name=False)
         if ok is not None:
             return self._found(attempt, ok, "verified in an earlier run")
-        hits = self.catalogue.lookup(name, model.directory)
-        ok, reps, why = self._settle(attempt, "catalogue", hits, plan.sha256, lambda c: TRUSTED)
+        hits = self.catalogue.lookup(model.file_name, model.directory)
+        ok, _, why = self._settle(attempt, "catalogue", hits, plan.sha256, lambda c: TRUSTED)
         if ok is not None:
             return self._found(attempt, ok, why)
         # An ambiguous catalogue entry is not reported: the hubs publish hashes and may settle it.
         if self.catalogue.status.startswith("unavailable"):
             attempt.note(f"catalogue {self.catalogue.status}")
+        return None
 
-        # 3. Hugging Face.
-        unverified: tuple[list[Candidate], str] = ([], "")
-        if self.huggingface is not None and self._source_open(attempt, "huggingface"):
-            hub = self.huggingface.find(name)
-            attempt.note(
-                f"huggingface: queries {hub.queries}, {len(hub.repos)} repo(s) listed, "
-                f"{len(hub.candidates)} exact-name file(s)"
-            )
-            self._record_errors(attempt, "huggingface", hub.errors, had_answer=bool(hub.candidates))
-            ok, reps, why = self._settle(
-                attempt, "huggingface", hub.candidates, plan.sha256, self.huggingface.trust
-            )
-            if ok is not None:
-                return self._found(attempt, ok, why)
-            if len(reps) > 1:
-                return self._finish(attempt, "ambiguous", why, candidates=reps)
+    def _from_huggingface(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+        """3. Hugging Face."""
+        if self.huggingface is None or not self._source_open(attempt, "huggingface"):
+            return None
+        hub = self.huggingface.find(attempt.model.file_name)
+        attempt.note(
+            f"huggingface: queries {hub.queries}, {len(hub.repos)} repo(s) listed, "
+            f"{len(hub.candidates)} exact-name file(s)"
+        )
+        self._record_errors(attempt, "huggingface", hub.errors, had_answer=bool(hub.candidates))
+        trust = self.huggingface.trust
+        ok, reps, why = self._settle(attempt, "huggingface", hub.candidates, plan.sha256, trust)
+        if ok is not None:
+            return self._found(attempt, ok, why)
+        if len(reps) > 1:
+            return self._finish(attempt, "ambiguous", why, candidates=reps)
+        if reps:
             # A lone copy from an unknown uploader: Civitai may still have the real thing.
-            unverified = (reps, why) if reps else unverified
+            attempt.unverified, attempt.unverified_why = reps, why
+        return None
 
-        # 4. Civitai.
-        if self.civitai is not None and self._source_open(attempt, "civitai"):
-            cv = self.civitai.find(name, sha256=plan.sha256)
-            for text in cv.rejected:
-                attempt.note(text)
-            attempt.note(f"civitai: queries {cv.queries}, {len(cv.candidates)} exact-name file(s)")
-            self._record_errors(attempt, "civitai", cv.errors, had_answer=bool(cv.candidates))
-            # A Civitai listing is the uploader's own page: established, never a trusted publisher.
-            ok, reps, why = self._settle(
-                attempt, "civitai", cv.candidates, plan.sha256, lambda c: ESTABLISHED
-            )
-            if ok is not None:
-                return self._found(attempt, ok, why)
-            if reps:
-                return self._finish(attempt, "ambiguous", why, candidates=reps)
+    def _from_civitai(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+        """4. Civitai."""
+        if self.civitai is None or not self._source_open(attempt, "civitai"):
+            return None
+        cv = self.civitai.find(attempt.model.file_name, sha256=plan.sha256)
+        for text in cv.rejected:
+            attempt.note(text)
+        attempt.note(f"civitai: queries {cv.queries}, {len(cv.candidates)} exact-name file(s)")
+        self._record_errors(attempt, "civitai", cv.errors, had_answer=bool(cv.candidates))
+        # A Civitai listing is the uploader's own page: established, never a trusted publisher.
+        ok, reps, why = self._settle(attempt, "civitai", cv.candidates, plan.sha256, lambda c: ESTABLISHED)
+        if ok is not None:
+            return self._found(attempt, ok, why)
+        if reps:
+            return self._finish(attempt, "ambiguous", why, candidates=reps)
+        return None
 
-        if unverified[0]:
-            return self._finish(attempt, "ambiguous", unverified[1], candidates=unverified[0])
+    def _conclude(self, attempt: _Attempt) -> Resolution:
+        """No source settled it: say whether it is ambiguous, a source failed, or nothing exists."""
+        if attempt.unverified:
+            return self._finish(attempt, "ambiguous", attempt.unverified_why, candidates=attempt.unverified)
         if attempt.auth:
             return self._finish(attempt, "source_error", attempt.auth[0])
         if attempt.errors:
             return self._finish(attempt, "source_error", f"a source failed: {attempt.errors[0]}")
         if attempt.seen:
             return self._finish(attempt, "not_found", "every candidate with this name was rejected")
-        return self._finish(attempt, "not_found", f"no source has a file named {name!r}")
+        return self._finish(attempt, "not_found", f"no source has a file named {attempt.model.file_name!r}")
 
     def _from_link(self, attempt: _Attempt, link: LinkTarget, expected_sha: str | None) -> Resolution | None:
         """Look inside a Hub repo or Civitai model page the workflow links to."""

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError, redact
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
 log = logging.getLogger(__name__)
-SOURCE = "huggingface"
+SOURCE: Final = "huggingface"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from comfyfixer.errors import redact
+from comfyfixer.models import Auth
 from comfyfixer.paths import has_control_chars, safe_file_component
 from comfyfixer.verify import PICKLE_EXTENSIONS
-
-Auth = Literal["huggingface", "civitai"]
 
 EXIT_OK = 0
 EXIT_BAD_SETTING = 2

@@ -462,28 +462,7 @@ class FakeCivitai(FakeServer):
         if page is not None and page * limit > 1000:
             ex.json(429, {"error": "You've requested too many pages, please use cursors instead"}, NO_STORE)
             return
-        types = {t for raw in ex.params("types") for t in raw.split(",") if t}
-        bases = {b for raw in ex.params("baseModels") for b in raw.split(",") if b}
-        username = (ex.param("username") or "").lower()
-        nsfw = truthy(ex.param("nsfw"))
-        words = query.lower().split()
-        found = []
-        for model in self.models.values():
-            if not any(v.listed for v in model.versions):
-                continue
-            if types and model.type not in types:
-                continue
-            if bases and not any(v.base_model in bases for v in model.versions):
-                continue
-            if username and model.creator.lower() != username:
-                continue
-            if model.nsfw and not nsfw:
-                continue
-            if query:
-                text = model.search_text()
-                if not (all(w in text for w in words) or query.upper() in model.hash_values()):
-                    continue
-            found.append(model)
+        found = [m for m in self.models.values() if self._matches(ex, query, m)]
         sort = SORTS.get(ex.param("sort") or "")
         if sort:
             found.sort(key=sort)
@@ -506,6 +485,26 @@ class FakeCivitai(FakeServer):
             meta["nextCursor"] = str(offset + limit)
             meta["nextPage"] = self._next_url(ex, {"cursor": str(offset + limit)})
         ex.json(200, {"items": [m.json(base) for m in chunk], "metadata": meta}, PUBLIC_CACHE)
+
+    @staticmethod
+    def _matches(ex: Exchange, query: str, model: CivitaiModel) -> bool:
+        """Whether a model passes the search filters (listed, types, base models, user, nsfw, words)."""
+        types = {t for raw in ex.params("types") for t in raw.split(",") if t}
+        bases = {b for raw in ex.params("baseModels") for b in raw.split(",") if b}
+        username = (ex.param("username") or "").lower()
+        if not any(v.listed for v in model.versions):
+            return False
+        if (types and model.type not in types) or (username and model.creator.lower() != username):
+            return False
+        if bases and not any(v.base_model in bases for v in model.versions):
+            return False
+        if model.nsfw and not truthy(ex.param("nsfw")):
+            return False
+        if query:
+            text = model.search_text()
+            words = query.lower().split()
+            return all(w in text for w in words) or query.upper() in model.hash_values()
+        return True
 
     @staticmethod
     def _next_url(ex: Exchange, override: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 HeaderList = list[tuple[str, str]]
@@ -241,6 +241,9 @@ class _HTTPServer(ThreadingHTTPServer):
         self.fake.errors.append(traceback.format_exc())
 
 
+_Server = TypeVar("_Server", bound="FakeServer")
+
+
 class FakeServer:
     """Base of the fakes: subclasses implement `handle(ex)`. Use as `with Fake() as f: f.url`."""
 
@@ -257,7 +260,7 @@ class FakeServer:
         self.errors: list[str] = []  # tracebacks of handler bugs; fixtures fail the test on them
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeServer:
+    def start(self: _Server) -> _Server:
         if self._httpd is not None:
             return self
         self._stopping.clear()
