@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from comfyfixer.workflow import parse_document
 from comfyfixer.workflow.nodes import loader_table, lookup
 
 
-def _raw() -> dict[str, dict[str, object]]:
+def _raw() -> dict[str, dict[str, Any]]:
     text = resources.files("comfyfixer.workflow").joinpath("loaders.json").read_text(encoding="utf-8")
     nodes = json.loads(text)["nodes"]
     assert isinstance(nodes, dict)
