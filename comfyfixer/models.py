@@ -88,6 +88,17 @@ class Reference(_NamedModel):
     local_path: str | None = None  # where it was found (present) or where a copy sits (misplaced)
 
 
+@dataclass(frozen=True, slots=True)
+class UnusedHint:
+    """A `models` / `properties.models` entry that lent nothing, and why (shown, never planned)."""
+
+    name: str
+    directory: str | None
+    url: str | None
+    source: str
+    reason: str
+
+
 @dataclass(slots=True)
 class WorkflowResult:
     """What one workflow file yielded: its format and references, or a one-line reason it was not read."""
@@ -100,6 +111,7 @@ class WorkflowResult:
     # Names with no file extension (prompt `embedding:` / `<lora:>` tags, Lora-Manager lists, folder-type
     # models): reported, but not planned for download — no source can match them to one exact file.
     text_references: list[Reference] = field(default_factory=list)
+    unused_hints: list[UnusedHint] = field(default_factory=list)
 
 
 @dataclass(slots=True)

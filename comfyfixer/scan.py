@@ -381,6 +381,10 @@ def workflow_json(wf: WorkflowResult) -> dict[str, Any]:
         "error": wf.error,
         "reference_count": len(wf.references),
         "unknown_nodes": list(wf.unknown_nodes),
+        "unused_hints": [
+            {"name": h.name, "directory": h.directory, "url": h.url, "source": h.source, "reason": h.reason}
+            for h in wf.unused_hints
+        ],
     }
 
 

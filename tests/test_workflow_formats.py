@@ -133,10 +133,46 @@ def test_top_level_models_and_note_links_become_hints(widgets: WorkflowResult) -
     assert "other.safetensors" not in names(widgets)
 
 
-def test_top_level_model_without_a_node_is_a_workflow_level_reference(widgets: WorkflowResult) -> None:
-    ref = refs_of(widgets)[(None, "extra-upscaler.pth")]
-    assert ref.directory == "upscale_models" and ref.strategy == "top-level models"
-    assert ref.url == "https://huggingface.co/org/repo/resolve/main/extra-upscaler.pth"
+def test_top_level_model_no_node_uses_plans_nothing(widgets: WorkflowResult) -> None:
+    # The list is a hint (ComfyUI frontend rule): an entry no node uses creates no reference.
+    assert "extra-upscaler.pth" not in names(widgets)
+    unused = [h for h in widgets.unused_hints if h.name == "extra-upscaler.pth"]
+    assert len(unused) == 1 and unused[0].reason == "no node uses this name"
+    assert unused[0].url == "https://huggingface.co/org/repo/resolve/main/extra-upscaler.pth"
+
+
+def _graph_with_hints(top: list[dict[str, str]], node_models: list[dict[str, str]]) -> WorkflowResult:
+    doc = {
+        "nodes": [
+            {
+                "id": 1,
+                "type": "VAELoader",
+                "widgets_values": ["ae.safetensors"],
+                "properties": {"models": node_models},
+            }
+        ],
+        "models": top,
+    }
+    return parse_document(doc, "w.json")
+
+
+def test_hint_lends_nothing_when_its_folder_disagrees_with_the_node() -> None:
+    wrong = {"name": "ae.safetensors", "url": "https://huggingface.co/a/b/resolve/main/ae.safetensors",
+             "directory": "checkpoints"}  # fmt: skip
+    result = _graph_with_hints([wrong], [wrong])
+    (ref,) = result.references
+    assert ref.directory == "vae" and ref.hints == []
+    assert [h.source for h in result.unused_hints] == ["properties.models", "top-level models"]
+    assert all("vae/" in h.reason for h in result.unused_hints)
+
+
+def test_hint_with_the_node_folder_lends_its_url_and_hash() -> None:
+    right = {"name": "ae.safetensors", "url": "https://huggingface.co/a/b/resolve/main/ae.safetensors",
+             "directory": "vae", "hash": "cd" * 32, "hash_type": "sha256"}  # fmt: skip
+    result = _graph_with_hints([right], [])
+    (ref,) = result.references
+    assert ref.url == right["url"] and ref.hash == "cd" * 32
+    assert result.unused_hints == []
 
 
 def test_primitive_value_takes_the_folder_of_the_same_file(widgets: WorkflowResult) -> None:

@@ -111,4 +111,10 @@ def _not_a_workflow(doc: object) -> str:
 
 def _result(path: str, kind: str, col: Collector) -> WorkflowResult:
     refs = col.finish()
-    return WorkflowResult(path=path, format=kind, references=refs, unknown_nodes=list(col.unknown_nodes))
+    return WorkflowResult(
+        path=path,
+        format=kind,
+        references=refs,
+        unknown_nodes=list(col.unknown_nodes),
+        unused_hints=list(col.unused_hints),
+    )

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from comfyfixer.folders import canonical
-from comfyfixer.models import Hint, Reference, base_name, normalise_name
+from comfyfixer.models import Hint, Reference, UnusedHint, base_name, normalise_name
 from comfyfixer.workflow import heuristics
 from comfyfixer.workflow.nodes import InputSpec, lookup
 
@@ -43,6 +43,8 @@ class Collector:
     refs: list[Reference] = field(default_factory=list)
     unknown_nodes: dict[str, None] = field(default_factory=dict)
     note_links: list[tuple[str, str]] = field(default_factory=list)  # (url, file name)
+    # Hint-list entries that lent nothing: no node uses the name, or the node's folder disagrees.
+    unused_hints: list[UnusedHint] = field(default_factory=list)
     _seen: dict[tuple[str | None, str], Reference] = field(default_factory=dict)
 
     def add(
@@ -105,10 +107,18 @@ class Collector:
             elif ref.directory is None and hint.directory:
                 ref.directory = hint.directory
                 ref.strategy = "properties.models"
+            elif not _folders_agree(ref.directory, hint.directory):
+                # The node loads the name from another folder: the entry describes some other file.
+                self._unused(entry_name, hint, f"node {view.node_id} loads it from {ref.directory}/")
+                continue
             _attach(ref, hint)
 
     def apply_top_level_models(self, models: object) -> None:
-        """Match the workflow-level `models` list to references by name; unmatched ones stand alone."""
+        """Lend the workflow-level `models` list's URLs and hashes to the references that use each name.
+
+        The list is a hint, not a need: an entry no node uses plans nothing, and an entry whose folder
+        disagrees with the folder the node loads from lends nothing (the frontend's own rules).
+        """
         if not isinstance(models, list):
             return
         for entry in models:
@@ -116,21 +126,29 @@ class Collector:
             if hint is None or not isinstance(entry, dict):
                 continue
             norm = normalise_name(entry["name"]).lower()
-            matches = [r for r in self.refs if normalise_name(r.name).lower() == norm]
-            if hint.directory:
-                same_dir = [r for r in matches if r.directory in (None, hint.directory)]
-                matches = same_dir or matches
+            named = [r for r in self.refs if normalise_name(r.name).lower() == norm]
+            if not named and "/" not in norm:
+                # The list gives bare names; a node may hold the same file in a sub-folder.
+                named = [r for r in self.refs if base_name(r.name).lower() == norm]
+            matches = [r for r in named if _folders_agree(r.directory, hint.directory)]
             if not matches:
-                matches = [
-                    self.add(
-                        entry["name"], hint.directory, view=None, input_name=None, strategy="top-level models"
-                    )
-                ]
+                why = (
+                    "no node uses this name"
+                    if not named
+                    else f"the nodes load it from {', '.join(sorted({f'{r.directory}/' for r in named}))}"
+                )
+                self._unused(entry["name"], hint, why)
+                continue
             for ref in matches:
                 if ref.directory is None and hint.directory:
                     ref.directory = hint.directory
                     ref.strategy = "top-level models"
                 _attach(ref, hint)
+
+    def _unused(self, name: str, hint: Hint, why: str) -> None:
+        self.unused_hints.append(
+            UnusedHint(name=name, directory=hint.directory, url=hint.url, source=hint.source, reason=why)
+        )
 
     def finish(self) -> list[Reference]:
         """Note links become hints; a folder-less reference takes the folder its file has elsewhere."""
@@ -151,6 +169,11 @@ class Collector:
                     ref.directory = next(iter(dirs))
                     ref.folder_guessed = True
         return self.refs
+
+
+def _folders_agree(node_folder: str | None, hint_folder: str | None) -> bool:
+    """A hint fits a reference unless both name a folder and the folders differ."""
+    return node_folder is None or hint_folder is None or canonical(node_folder) == canonical(hint_folder)
 
 
 def _top_values(view: NodeView) -> list[object]:
