@@ -23,6 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if
 
 from comfyfixer import __version__
 from comfyfixer.errors import SourceError, redact
+from comfyfixer.transport import API_BOUNDS, BoundExceeded, Bounds, Breakers, bounded_transport, timeout_for
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,36 @@ class RetryPolicy:
 
 def build_client(
     *,
-    timeout: float = 30.0,
-    connect_timeout: float = 10.0,
+    bounds: Bounds = API_BOUNDS,
+    breakers: Breakers | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """The run's HTTP client. Redirects are never followed automatically: callers check each hop."""
+    """The run's HTTP client. Redirects are never followed automatically: callers check each hop.
+
+    Every request is bounded (`comfyfixer.transport`): connect, headers and whole-request deadlines, a
+    cap on the decoded body, and the run's per-host breakers.
+    """
     return httpx.Client(
-        headers={"User-Agent": USER_AGENT},
-        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        # Only the encodings the bounded transport decodes itself (in steps, capped).
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        timeout=timeout_for("httpx", bounds),
         follow_redirects=False,
-        transport=transport,
+        transport=transport or bounded_transport("httpx", bounds=bounds, breakers=breakers),
+    )
+
+
+def hub_client(breakers: Breakers | None = None, *, bounds: Bounds = API_BOUNDS) -> Any:
+    """An `httpx2.Client` for huggingface_hub (`set_client_factory`) or the openai SDK, bounded like ours.
+
+    Without it the Hub's shared client has no timeout at all: a stalled Hub would hang the run.
+    """
+    import httpx2
+
+    return httpx2.Client(
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        timeout=timeout_for("httpx2", bounds),
+        follow_redirects=True,
+        transport=bounded_transport("httpx2", bounds=bounds, breakers=breakers),
     )
 
 
@@ -225,6 +246,10 @@ class HttpSession:
         )
         try:
             response: httpx.Response = retrying(attempt)
+        except BoundExceeded as exc:  # never retried: a deadline, the size cap or an open breaker
+            raise SourceError(
+                source, redact(str(exc), self._secrets), url=redact(url, self._secrets)
+            ) from exc
         except TRANSIENT_ERRORS as exc:
             raise SourceError(
                 source,

@@ -87,7 +87,7 @@ def make_world(tmp_path: Path) -> Iterator[World]:
         )
         with Finder(
             settings,
-            http=build_client(timeout=5),
+            http=build_client(),
             hf_api=HfApi(endpoint=hub.url),
             catalogue=catalogue,
             policy=FAST,

@@ -9,6 +9,7 @@ import pytest
 
 from comfyfixer.errors import SourceError
 from comfyfixer.http import USER_AGENT, HttpSession, RequestCounter, RetryPolicy, build_client, server_wait
+from comfyfixer.transport import Bounds
 from tests.fakes import FileServer
 
 FAST = RetryPolicy(attempts=3, base_wait=0.01, max_backoff=0.02, server_wait_scale=0.01)
@@ -92,7 +93,7 @@ def test_network_failure_after_retries_is_a_source_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again at once: nothing listens there
-    with build_client(connect_timeout=1.0) as client:
+    with build_client(bounds=Bounds(connect=1.0)) as client:
         session = HttpSession(client, policy=FAST)
         with pytest.raises(SourceError, match="ConnectError"):
             session.get_json(f"http://127.0.0.1:{port}/x", source="hub")

@@ -28,13 +28,14 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import tenacity
 
 from comfyfixer.errors import LLMError, redact
+from comfyfixer.transport import LLM_BOUNDS, BoundExceeded, Breakers
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -182,6 +183,8 @@ def is_transient(exc: BaseException) -> bool:
         if exc.status_code == 429:
             return exc.code != "insufficient_quota"
         return exc.status_code in (408, 409) or exc.status_code >= 500
+    if isinstance(exc.__cause__, BoundExceeded):
+        return False  # a deadline or size cap broken, or the host's breaker open: retrying cannot help
     return isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
 
 
@@ -203,6 +206,8 @@ def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> tuple[str
             except Exception:  # the body may be unreadable; the status is still worth reporting
                 text = exc.message
         message = f"HTTP {status}: {text}"
+    elif isinstance(exc.__cause__, BoundExceeded):
+        message = str(exc.__cause__)
     elif isinstance(exc, openai.APITimeoutError):
         message = "the request timed out"
     elif isinstance(exc, openai.APIConnectionError):
@@ -213,18 +218,32 @@ def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> tuple[str
     return redact(message, tuple(secrets)), status
 
 
-def make_openai_client(settings: Settings, *, timeout: float = 120.0) -> OpenAI:
-    """The OpenAI client for the endpoint; SDK retries off, so our tenacity waits are the only ones."""
+def make_openai_client(
+    settings: Settings, *, timeout: float | None = None, breakers: Breakers | None = None
+) -> OpenAI:
+    """The OpenAI client for the endpoint; SDK retries off, so our tenacity waits are the only ones.
+
+    Its HTTP client is bounded like every other (`comfyfixer.transport`): a whole-request deadline
+    (`timeout`, default `LLM_BOUNDS`: a local CPU model may think for minutes) and a cap on the answer.
+    """
     from openai import OpenAI
+
+    from comfyfixer.http import hub_client
 
     if not settings.llm_base_url:
         raise LLMError("no LLM endpoint is configured", hint="set COMFYFIXER_LLM_BASE_URL")
+    bounds = LLM_BOUNDS
+    if timeout is not None:
+        bounds = replace(
+            LLM_BOUNDS, connect=min(bounds.connect, timeout), read=timeout, headers=timeout, total=timeout
+        )
     # Local servers ignore the key, but the SDK insists on a non-empty one.
     return OpenAI(
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key or "not-needed",
         max_retries=0,
-        timeout=timeout,
+        timeout=bounds.total,
+        http_client=hub_client(breakers, bounds=bounds),
     )
 
 

@@ -20,7 +20,7 @@ import httpx
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
-from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client
+from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client, hub_client
 from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome, base_name
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
@@ -29,6 +29,7 @@ from comfyfixer.resolvers.hints import HintPlan, plan_hints
 from comfyfixer.resolvers.queries import relevance
 from comfyfixer.resolvers.urls import LinkTarget
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
+from comfyfixer.transport import Breakers
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -94,22 +95,24 @@ class Finder:
         self.outcomes: Counter[str] = Counter()
 
     @classmethod
-    def create(cls, settings: Settings, *, output_dir: Path, policy: RetryPolicy | None = None) -> Finder:
-        """A Finder with real clients built from settings (the CLI edge calls this once per run)."""
-        import httpx2
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        output_dir: Path,
+        policy: RetryPolicy | None = None,
+        breakers: Breakers | None = None,
+    ) -> Finder:
+        """A Finder with real clients built from settings (the CLI edge calls this once per run).
+
+        Both HTTP stacks (ours and huggingface_hub's) share `breakers`, so a host found down by the
+        start-up probe, or failing mid-run, is not called again by either.
+        """
         from huggingface_hub import HfApi, set_client_factory
 
-        from comfyfixer.http import USER_AGENT
-
-        # huggingface_hub's shared client has no timeout by default: a stalled Hub would hang the run.
-        set_client_factory(
-            lambda: httpx2.Client(
-                follow_redirects=True,
-                timeout=httpx2.Timeout(60.0, connect=10.0),
-                headers={"user-agent": USER_AGENT},
-            )
-        )
-        http = build_client()
+        breakers = breakers if breakers is not None else Breakers()
+        set_client_factory(lambda: hub_client(breakers))
+        http = build_client(breakers=breakers)
         hf_api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False)
         catalogue = Catalogue(settings, None, output_dir / "cache")
         verified = VerifiedCatalogue(settings, output_dir / VERIFIED_NAME)
