@@ -19,6 +19,7 @@ from comfyfixer.http import HttpSession, build_client, hub_client
 from comfyfixer.http import RetryPolicy as HttpRetry
 from comfyfixer.resolvers.huggingface import HuggingFaceSource, Publishers
 from comfyfixer.transport import Bounds, Breakers, HostDown
+from tests.fakes import FileServer
 from tests.fakes.hostile import HostileServer, Mode
 
 pytestmark = pytest.mark.timeout(60)
@@ -119,12 +120,9 @@ def test_a_tripped_breaker_refuses_at_once_on_both_stacks() -> None:
         client.get("http://127.0.0.1:9/api/models")
 
 
-def test_a_gzip_answer_within_the_cap_is_decoded(file_server: object) -> None:
+def test_a_gzip_answer_within_the_cap_is_decoded(file_server: FileServer) -> None:
     import gzip
 
-    from tests.fakes import FileServer
-
-    assert isinstance(file_server, FileServer)
     body = b'{"models": [' + b",".join(b'{"n": %d}' % i for i in range(50000)) + b"]}"
     file_server.add(
         "/list.json",
@@ -136,4 +134,4 @@ def test_a_gzip_answer_within_the_cap_is_decoded(file_server: object) -> None:
         value = HttpSession(client, policy=RETRY).get_json(
             file_server.url_for("/list.json"), source="catalogue"
         )
-    assert len(value["models"]) == 50000
+    assert isinstance(value, dict) and len(value["models"]) == 50000
