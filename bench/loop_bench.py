@@ -29,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comfyfixer.inventory import Inventory
+from comfyfixer.loop.pipeline import LoopOptions, Pipeline
+from comfyfixer.loop.wiring import build_stages
 from comfyfixer.models import Candidate, MissingModel, Resolution
-from comfyfixer.pipeline import LoopOptions, Pipeline
-from comfyfixer.wiring import build_stages
 from tests.fakes.content import safetensors_bytes
 from tests.fakes.files import FileServer
 

@@ -1,9 +1,9 @@
 """The loop in-process: order, overlap, batches, state, interruption and resume.
 
-Scripts, launcher, placement and checks are the real stages (`comfyfixer.wiring`): real rendered
+Scripts, launcher, placement and checks are the real stages (`comfyfixer.loop.wiring`): real rendered
 bash scripts run against the loopback file server, so bytes, `.part` files, process groups and
 Range resume are real. Only the finder (and the reviewer) are small classes implementing the
-`comfyfixer.stages` Protocols, answering from a table that points at the file server.
+`comfyfixer.loop.stages` Protocols, answering from a table that points at the file server.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import pytest
 from comfyfixer import events
 from comfyfixer.errors import SourceError
 from comfyfixer.inventory import Inventory
+from comfyfixer.loop.pipeline import LoopOptions, Pipeline
+from comfyfixer.loop.result import RunResult, exit_code, run_json
+from comfyfixer.loop.stages import LLM_SKIPPED, Stages
+from comfyfixer.loop.wiring import ScriptLauncher, build_stages
 from comfyfixer.models import Candidate, LLMVerdict, MissingModel, Resolution, VerifyReport
-from comfyfixer.pipeline import LoopOptions, Pipeline, RunResult
-from comfyfixer.report import build_report, exit_code
 from comfyfixer.scripts.run import ScriptProcess
-from comfyfixer.stages import LLM_SKIPPED, Stages
 from comfyfixer.state.store import RECORD_KEYS, pid_alive
-from comfyfixer.wiring import ScriptLauncher, build_stages
 from tests.fakes.files import FileServer
 
 
@@ -206,7 +206,7 @@ def test_outcomes_state_files_and_report_shape(tmp_path: Path, server: FileServe
     assert list(recorded["models"][0]) == list(RECORD_KEYS)
     status = {m["name"]: m["state"] for m in json.loads((out / "status.json").read_text())["models"]}
     assert status["good.safetensors"] == "done" and status["fake.safetensors"] == "failed"
-    report = build_report(result.results, result.verifications)
+    report = run_json(result.results, result.verifications)
     assert set(report["models"][0]) >= {
         "name",
         "directory",

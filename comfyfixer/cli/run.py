@@ -1,7 +1,7 @@
 """`comfyfixer run`: scan, show the plan, ask, then the incremental loop with live progress.
 
 This module only parses options, builds the real collaborators from settings (once), asks the
-question, and renders: the loop itself is `comfyfixer.pipeline`. Exit codes: 0 all done or nothing
+question, and renders: the loop itself is `comfyfixer.loop.pipeline`. Exit codes: 0 all done or nothing
 missing (also when the user declines or no terminal can answer), 1 some model failed, 2 usage,
 130 interrupted (downloads stopped, `.part` files kept, state saved).
 """
@@ -29,17 +29,17 @@ from comfyfixer.cli.progress import Mode, ProgressDisplay
 from comfyfixer.cli.render import plan_table, short_path
 from comfyfixer.cli.scan import report_notices, settings_from_options
 from comfyfixer.errors import UsageError
+from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
 from comfyfixer.models import MissingModel
-from comfyfixer.report import ModelResult, build_report, counts, exit_code
 from comfyfixer.runlog import close_run_log, open_run_log
 from comfyfixer.scan import ScanReport, scan_with_settings
 
 if TYPE_CHECKING:
     from comfyfixer.config import Settings
     from comfyfixer.events import EventSink
-    from comfyfixer.pipeline import RunResult
+    from comfyfixer.loop.result import RunResult
+    from comfyfixer.loop.stages import Stages
     from comfyfixer.resolvers.finder import Finder
-    from comfyfixer.stages import Stages
 
 NO_ROOT = "run needs your ComfyUI folder to know where the models go"
 NO_ROOT_HINT = "Pass --comfyui DIR (the folder holding main.py and models/), or set COMFYUI_PATH."
@@ -145,14 +145,14 @@ def _run_plan(
     models = report.missing
     if not models:
         if json_output:
-            print_json(build_report([], [], dry_run=dry_run))
+            print_json(run_json([], [], dry_run=dry_run))
         else:
             stdout_console().print("Nothing is missing: every model the workflows need is installed.")
         return 0
     if not yes and not _confirmed(report, json_output):
         if json_output:
             skipped = [_not_confirmed(m) for m in models]
-            print_json(build_report(skipped, [], dry_run=dry_run))
+            print_json(run_json(skipped, [], dry_run=dry_run))
         return 0
     result = _loop(
         report,
@@ -167,9 +167,7 @@ def _run_plan(
         notice(warning, level="warning")
     if json_output:
         print_json(
-            build_report(
-                result.results, result.verifications, interrupted=result.interrupted, dry_run=dry_run
-            )
+            run_json(result.results, result.verifications, interrupted=result.interrupted, dry_run=dry_run)
         )
     else:
         _print_summary(stdout_console(), result, settings, log_path)
@@ -193,9 +191,9 @@ def _loop(
     search_all: bool,
 ) -> RunResult:
     # Heavy imports (httpx, huggingface_hub, openai) only once the user said yes.
-    from comfyfixer.pipeline import LoopOptions, Pipeline
+    from comfyfixer.loop.pipeline import LoopOptions, Pipeline
+    from comfyfixer.loop.wiring import build_stages
     from comfyfixer.resolvers.finder import Finder as RealFinder
-    from comfyfixer.wiring import build_stages
 
     assert report.inventory is not None  # a run always has a ComfyUI root
     console = stderr_console()

@@ -1,7 +1,9 @@
-"""The result of a run as data: one `ModelResult` per planned model, the verification passes, and the
-`run --json` document built from them (DESIGN "run --json": models, verifications, counts).
+"""The result of a run as data: one `ModelResult` per planned model, the verification passes, the
+words a failure is reported in, and the `run --json` document built from them (DESIGN "run --json":
+models, verifications, counts).
 
-Pure: no I/O. URLs are redacted on the way out so a signed or token-carrying URL never reaches stdout.
+Pure: no I/O. The same error reads the same wherever it shows (a model's `reason`, a status entry, a
+log line). URLs are redacted on the way out so a signed or token-carrying URL never reaches stdout.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from comfyfixer.errors import redact
+from comfyfixer.errors import ComfyFixerError, redact
+from comfyfixer.loop.stages import ScriptOutcome
 from comfyfixer.models import Candidate, LLMVerdict, Outcome
 
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 SUCCESS_OUTCOMES = frozenset({"downloaded", "already_present", "planned"})
-REPORT_SCHEMA = 1
+RUN_JSON_SCHEMA = 1
 
 
 @dataclass(slots=True)
@@ -47,6 +50,37 @@ class VerificationBatch:
     llm: bool
     verdicts: list[LLMVerdict] = field(default_factory=list)
     reason: str = ""
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced, in plan order; `notices` are the state files' warnings."""
+
+    results: list[ModelResult]
+    verifications: list[VerificationBatch]
+    interrupted: bool = False
+    notices: list[str] = field(default_factory=list)
+
+
+def failure_reason(outcome: ScriptOutcome) -> str:
+    """The exit code in words, plus the script's own last message when it said one."""
+    lines = [line.strip() for line in outcome.log_tail.splitlines() if line.strip()]
+    said = [line.removeprefix("comfyfixer: ") for line in lines if line.startswith("comfyfixer: ")]
+    detail = said[-1] if said else ""
+    reason = f"{outcome.reason} (exit {outcome.returncode})"
+    return f"{reason}: {redact(detail)}" if detail else reason
+
+
+def why(exc: BaseException) -> str:
+    """An exception in words: the message of our own errors, the OS's words (and file) otherwise."""
+    if isinstance(exc, ComfyFixerError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    return str(exc)
+
+
+# ---------------------------------------------------------------- the run --json document
 
 
 def candidate_json(candidate: Candidate) -> dict[str, Any]:
@@ -99,7 +133,7 @@ def counts(results: list[ModelResult]) -> dict[str, int]:
     return out
 
 
-def build_report(
+def run_json(
     results: list[ModelResult],
     verifications: list[VerificationBatch],
     *,
@@ -107,7 +141,7 @@ def build_report(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     return {
-        "schema": REPORT_SCHEMA,
+        "schema": RUN_JSON_SCHEMA,
         "models": [model_json(r) for r in results],
         "verifications": [verification_json(v) for v in verifications],
         "counts": counts(results),

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from comfyfixer import events
+from comfyfixer.loop.result import ModelResult, VerificationBatch
 from comfyfixer.models import Resolution, VerifyReport
-from comfyfixer.report import ModelResult, VerificationBatch
 
 
 @dataclass

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfyfixer.errors import ComfyFixerError, redact
+from comfyfixer.loop.result import why
+from comfyfixer.loop.stages import DownloadProcess
 from comfyfixer.models import Candidate, MissingModel
-from comfyfixer.reasons import why
-from comfyfixer.stages import DownloadProcess
 from comfyfixer.state.store import StatusEntry, StatusFile, model_key
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,11 @@ import contextlib
 from collections.abc import Collection
 
 from comfyfixer.errors import ComfyFixerError
-from comfyfixer.inbox import Verified
-from comfyfixer.live_status import ActiveDownload
+from comfyfixer.loop.inbox import Verified
+from comfyfixer.loop.live_status import ActiveDownload
+from comfyfixer.loop.result import ModelResult, VerificationBatch, why
+from comfyfixer.loop.stages import Checker, Reviewer
 from comfyfixer.models import LLMVerdict, VerifyReport
-from comfyfixer.reasons import why
-from comfyfixer.report import ModelResult, VerificationBatch
-from comfyfixer.stages import Checker, Reviewer
 from comfyfixer.state.store import DownloadedModels, DownloadRecord, utc_now
 
 

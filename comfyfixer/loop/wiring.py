@@ -1,4 +1,4 @@
-"""The real stages behind the loop's Protocols (`comfyfixer.stages`), built once at the CLI edge.
+"""The real stages behind the loop's Protocols (`comfyfixer.loop.stages`), built once at the CLI edge.
 
 Small adapters only: script rendering (`scripts.render`), running (`scripts.run`), placement
 (`inventory` + `paths.safe_destination`) and checking (`verify`). The finder and the optional LLM
@@ -14,11 +14,11 @@ from pathlib import Path
 from comfyfixer.config import pickle_allowed
 from comfyfixer.errors import ComfyFixerError, UnsafePathError
 from comfyfixer.inventory import Inventory
+from comfyfixer.loop.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.models import Candidate, MissingModel, VerifyReport
 from comfyfixer.paths import safe_destination
 from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
 from comfyfixer.scripts.run import ScriptProcess
-from comfyfixer.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.verify import quarantine, verify_download
 
 

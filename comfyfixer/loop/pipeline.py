@@ -9,9 +9,9 @@ and a hash check really run at the same time. `status.json` and the script count
 the main thread only, `downloaded_models.json` by the verify thread only; every event reaches the
 sink from the main thread (worker-thread collaborators use `forward`).
 
-Every stage is an injected collaborator (the Protocols in `comfyfixer.stages`); `comfyfixer.wiring`
-builds the real ones. The threads talk through `comfyfixer.inbox`; `comfyfixer.live_status` keeps
-speeds and `status.json`, and `comfyfixer.acceptance` does the verify thread's work. Ctrl-C stops
+Every stage is an injected collaborator (the Protocols in `comfyfixer.loop.stages`); `comfyfixer.loop.wiring`
+builds the real ones. The threads talk through `comfyfixer.loop.inbox`; `comfyfixer.loop.live_status` keeps
+speeds and `status.json`, and `comfyfixer.loop.acceptance` does the verify thread's work. Ctrl-C stops
 the scripts (their process groups), keeps `.part` files, saves state and returns a result marked
 interrupted; the CLI turns that into exit 130.
 """
@@ -26,17 +26,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from comfyfixer import events, inbox
-from comfyfixer.acceptance import accept_download, note_suspicious, review
+from comfyfixer import events
 from comfyfixer.errors import ComfyFixerError, redact
-from comfyfixer.live_status import ActiveDownload, LiveStatus, downloaded_bytes
+from comfyfixer.loop import inbox
+from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
+from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
+from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
+from comfyfixer.loop.stages import DownloadProcess, Stages
 from comfyfixer.models import MissingModel, Outcome, Resolution, VerifyReport
-from comfyfixer.reasons import failure_reason, why
-from comfyfixer.report import ModelResult, VerificationBatch
-from comfyfixer.stages import DownloadProcess, Stages
 from comfyfixer.state.counter import ScriptCounter
 from comfyfixer.state.store import DownloadedModels, DownloadRecord, StatusFile, model_key
 
@@ -58,14 +58,6 @@ class LoopOptions:
     batch_size: int = 6
     poll_interval: float = 0.1
     agent_for_all: bool = False  # `--search llm`: the agent sees every model, not only the hard ones
-
-
-@dataclass
-class RunResult:
-    results: list[ModelResult]
-    verifications: list[VerificationBatch]
-    interrupted: bool = False
-    notices: list[str] = field(default_factory=list)
 
 
 class Pipeline:

@@ -1,7 +1,7 @@
 """The collaborators the loop composes, as Protocols, and the `Stages` bundle the CLI hands it.
 
 The pipeline knows its stages only through these Protocols, so tests can hand in small
-implementations pointed at local fakes, and `comfyfixer.wiring` builds the real ones from settings.
+implementations pointed at local fakes, and `comfyfixer.loop.wiring` builds the real ones from settings.
 """
 
 from __future__ import annotations

@@ -1,0 +1,14 @@
+"""The run loop: search → script → download → verify → review, one model at a time, overlapped.
+
+A glossary of the package, one noun per file:
+
+- `pipeline`    the loop itself: the order, the overlap, the threads (`Pipeline`, `LoopOptions`).
+- `stages`      its protocols: the collaborators it composes (`Finder`, `Launcher`, …) and `Stages`.
+- `inbox`       its messages: what the worker threads post to the main thread.
+- `acceptance`  whether a finished download is kept: checks, quarantine, its record, the LLM review.
+- `live_status` what a run shows while it runs: speeds and `status.json`.
+- `result`      what a run produced: `ModelResult`, `RunResult`, failure reasons, the `run --json` document.
+- `wiring`      the real stages behind the protocols, built once at the CLI edge.
+
+Nothing here prints; `cli/run.py` drives it and renders its events and result.
+"""
