@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from comfyfixer import folders
-from comfyfixer.errors import InputError
+from comfyfixer.errors import ComfyUIRootError, ExtraPathsError, InputError
 from comfyfixer.models import Reference, Status, base_name, normalise_name
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,6 @@ GENERIC_NAMES = frozenset(
 # YAML keys that name non-model folders.
 NON_MODEL_KEYS = frozenset({"custom_nodes", "base_path", "is_default"})
 
-_HINT_ROOT = (
-    "Pass --comfyui with the ComfyUI folder (the one holding main.py and models/), or set COMFYUI_PATH."
-)
 
 
 def is_ignored(name: str) -> bool:
@@ -137,13 +134,8 @@ class _Registry:
             self.targets.setdefault(key, path)
 
 
-def _yaml_error(path: Path, line: int | None, what: str) -> InputError:
-    where = f"{path}:{line}" if line else str(path)
-    return InputError(
-        f"{where}: {what}",
-        path=str(path),
-        hint="Fix that line of the extra model paths file (see ComfyUI's extra_model_paths.yaml.example).",
-    )
+def _yaml_error(path: Path, line: int | None, what: str) -> ExtraPathsError:
+    return ExtraPathsError(str(path), what, line=line)
 
 
 def _load_yaml(path: Path, registry: _Registry) -> None:
@@ -256,21 +248,15 @@ class Inventory:
         root = Path(os.path.expanduser(str(comfyui_root)))
         if not root.is_dir():
             what = "does not exist" if not root.exists() else "is not a folder"
-            raise InputError(f"ComfyUI folder {comfyui_root} {what}", path=str(comfyui_root), hint=_HINT_ROOT)
+            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} {what}")
         if not os.access(root, os.R_OK | os.X_OK):
-            raise InputError(
-                f"ComfyUI folder {comfyui_root} is not readable", path=str(comfyui_root), hint=_HINT_ROOT
-            )
+            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} is not readable")
         models = root / "models"
         if not models.is_dir():
-            raise InputError(
+            raise ComfyUIRootError(
+                str(root),
                 f"{comfyui_root} has no models/ folder, so it does not look like a ComfyUI install",
-                path=str(comfyui_root),
-                hint=(
-                    f"That looks like the models folder itself: pass its parent, {root.parent}."
-                    if root.name == "models" and (root / "checkpoints").is_dir()
-                    else _HINT_ROOT
-                ),
+                models_dir_given=root.name == "models" and (root / "checkpoints").is_dir(),
             )
         root_abs = _abs(root)
         models_abs = _abs(models)

@@ -24,7 +24,7 @@ from typing import Any
 
 from comfyfixer import folders
 from comfyfixer.config import Settings
-from comfyfixer.errors import InputError
+from comfyfixer.errors import WorkflowPathError
 from comfyfixer.inventory import Inventory, iter_tree
 from comfyfixer.models import Hint, MissingModel, Reference, WorkflowResult, normalise_name
 from comfyfixer.state.atomic import SCHEMA_VERSION, atomic_write_text
@@ -94,16 +94,12 @@ def discover(paths: Sequence[Path], *, exclude: Sequence[Path] = ()) -> list[Pat
     found: dict[str, Path] = {}
     for given in paths:
         if not given.exists():
-            raise InputError(
-                f"{given} does not exist",
-                path=str(given),
-                hint="Pass workflow files (.json, .png, .webp) or folders that contain them.",
-            )
+            raise WorkflowPathError(str(given), "missing")
         if not given.is_dir():
             found.setdefault(os.path.abspath(given), given)
             continue
         if not os.access(given, os.R_OK | os.X_OK):
-            raise InputError(f"{given} is not readable", path=str(given), hint="Check its permissions.")
+            raise WorkflowPathError(str(given), "unreadable")
         for path, is_dir in iter_tree(str(given)):
             if is_dir or not path.lower().endswith(WORKFLOW_SUFFIXES):
                 continue

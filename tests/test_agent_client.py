@@ -15,6 +15,7 @@ from comfyfixer.agent.client import (
     strip_thinking,
     thinking_switch_for,
 )
+from comfyfixer.cli.errors import explain
 from comfyfixer.errors import LLMError
 from tests.fakes.llm import FakeLLM, error_body, sample, serve_llm
 
@@ -172,7 +173,7 @@ def test_dead_endpoint_is_an_llm_error_with_a_hint() -> None:
     with OpenAI(base_url=url, api_key="x", max_retries=0, timeout=2) as dead, pytest.raises(LLMError) as info:
         ChatClient(dead, "m", retry=RetryPolicy(1, 0, 0)).complete(MESSAGES)
     assert info.value.status is None and "cannot connect" in info.value.message
-    assert "COMFYFIXER_LLM_BASE_URL" in info.value.hint
+    assert "COMFYFIXER_LLM_BASE_URL" in explain(info.value).next_step
 
 
 def test_the_api_key_never_reaches_an_error_message(fake_llm: FakeLLM, client: OpenAI) -> None:

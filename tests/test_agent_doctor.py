@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from comfyfixer.agent import RetryPolicy, check_endpoint
 from comfyfixer.cli import doctor as doctor_cmd
+from comfyfixer.cli.errors import endpoint_next_step
 from comfyfixer.config import Settings
 from tests.fakes.llm import FakeLLM, error_body, sample, serve_llm
 
@@ -49,7 +50,7 @@ def test_unknown_model_is_not_ok_and_says_what_to_fix(fake_llm: FakeLLM) -> None
     with fake_llm.client() as client:
         status = check_endpoint(_settings(fake_llm, "qwen3:8b"), client=client, retry=FAST)
     assert not status.ok and "not found, try pulling it first" in status.reason
-    assert "COMFYFIXER_LLM_MODEL" in status.hint and "not among" in status.reason
+    assert "COMFYFIXER_LLM_MODEL" in endpoint_next_step(status) and "not among" in status.reason
     assert status.notice().level == "warning"
 
 
@@ -67,7 +68,8 @@ def test_dead_and_missing_endpoints() -> None:
     dead = check_endpoint(settings, retry=FAST, timeout=2)
     assert not dead.ok and dead.configured and "cannot" in dead.reason
     missing = check_endpoint(Settings())
-    assert not missing.ok and not missing.configured and "COMFYFIXER_LLM_BASE_URL" in missing.hint
+    assert not missing.ok and not missing.configured
+    assert "COMFYFIXER_LLM_BASE_URL" in endpoint_next_step(missing)
 
 
 def _app() -> typer.Typer:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyfixer.cli.errors import explain
 from comfyfixer.errors import InputError
 from comfyfixer.inventory import Inventory
 from comfyfixer.models import Reference
@@ -236,8 +237,8 @@ def test_root_without_models_folder_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         Inventory.load(tmp_path)
     assert "no models/ folder" in info.value.message
-    assert "--comfyui" in info.value.hint
-    assert info.value.exit_code == 2
+    assert "--comfyui" in explain(info.value).next_step
+    assert explain(info.value).exit_code == 2
     with pytest.raises(InputError, match="does not exist"):
         Inventory.load(tmp_path / "absent")
     touch(tmp_path / "file")
@@ -249,4 +250,4 @@ def test_models_folder_given_as_root_points_at_its_parent(root: Path) -> None:
     (root / "models/checkpoints").mkdir()
     with pytest.raises(InputError) as info:
         Inventory.load(root / "models")
-    assert f"pass its parent, {root}" in info.value.hint
+    assert f"pass its parent, {root}" in explain(info.value).next_step

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from comfyfixer.cli.errors import explain
 from comfyfixer.errors import InputError
 from comfyfixer.models import Hint, Reference, normalise_name
 from comfyfixer.scan import PLAN_FILE, discover, parallel_workers, plan, report_json, scan, write_plan
@@ -96,7 +97,7 @@ def test_discover_missing_path_names_it(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         discover([tmp_path, tmp_path / "nowhere"])
     assert "nowhere does not exist" in info.value.message
-    assert info.value.exit_code == 2
+    assert explain(info.value).exit_code == 2
 
 
 # ---------------------------------------------------------------- planning

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyfixer.cli.errors import explain
 from comfyfixer.errors import StateError
 from comfyfixer.state.counter import ScriptCounter
 from comfyfixer.state.store import (
@@ -213,7 +214,7 @@ def test_newer_schema_is_refused_and_never_overwritten(tmp_path: Path) -> None:
     store.path.write_text(future)
     with pytest.raises(StateError) as info:
         store.record(_record())
-    assert "newer comfyfixer" in info.value.message and "Upgrade" in info.value.hint
+    assert "newer comfyfixer" in info.value.message and "Upgrade" in explain(info.value).next_step
     assert store.path.read_text() == future
 
 

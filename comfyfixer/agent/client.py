@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from comfyfixer.errors import LLMError, redact
+from comfyfixer.errors import LLMError, LLMNotConfigured, LLMUnavailable, redact
 from comfyfixer.transport import LLM_BOUNDS, BoundExceeded, Breakers
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ def make_openai_client(
     from comfyfixer.http import hub_client
 
     if not settings.llm_base_url:
-        raise LLMError("no LLM endpoint is configured", hint="set COMFYFIXER_LLM_BASE_URL")
+        raise LLMNotConfigured()
     bounds = LLM_BOUNDS
     if timeout is not None:
         bounds = replace(
@@ -378,7 +378,7 @@ class ChatClient:
         except openai.OpenAIError as exc:
             text, status = describe_error(exc, self._secrets)
             log.debug("LLM call failed for good: %s", text)
-            raise LLMError(text, status=status, hint=_hint_for(status)) from None
+            raise LLMUnavailable(text, status=status) from None
 
     def _reply(self, completion: Any) -> ChatReply:
         if not completion.choices:
@@ -409,15 +409,3 @@ class _BadRequest(Exception):
         super().__init__(text)
         self.text = text
         self.status = status
-
-
-def _hint_for(status: int | None) -> str:
-    if status in (401, 403):
-        return "check COMFYFIXER_LLM_API_KEY"
-    if status == 404:
-        return "check COMFYFIXER_LLM_MODEL and COMFYFIXER_LLM_BASE_URL (is the model pulled/loaded?)"
-    if status == 429:
-        return "the endpoint is rate limiting or out of quota; try again later"
-    if status is None:
-        return "is the LLM server running? check COMFYFIXER_LLM_BASE_URL"
-    return ""

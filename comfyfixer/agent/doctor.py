@@ -1,16 +1,17 @@
 """The endpoint check: can the configured OpenAI-compatible server run the agent, and how?
 
 `check_endpoint(settings)` lists the models, then makes one tool call, and returns an `EndpointStatus`:
-ok or not with a plain reason and a hint, the model used, whether native tool calling works (False
-means the agent will use its JSON-in-text protocol), and the thinking switch the server accepted. It
-never raises; the pipeline runs it once before a run, `comfyfixer doctor` shows it.
+ok or not with a plain reason and the error behind it (`cli/errors.py` words the fix), the model used,
+whether native tool calling works (False means the agent will use its JSON-in-text protocol), and the
+thinking switch the server accepted. It never raises; the pipeline runs it once before a run,
+`comfyfixer doctor` shows it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +24,7 @@ from comfyfixer.agent.client import (
 )
 from comfyfixer.agent.parsing import text_tool_calls
 from comfyfixer.agent.tools import strip_titles
-from comfyfixer.errors import LLMError, redact
+from comfyfixer.errors import LLMError, LLMModelMissing, LLMNotConfigured, redact
 from comfyfixer.events import Notice
 
 if TYPE_CHECKING:
@@ -31,10 +32,7 @@ if TYPE_CHECKING:
 
     from comfyfixer.config import Settings
 
-NOT_CONFIGURED_HINT = (
-    "set COMFYFIXER_LLM_BASE_URL (e.g. http://localhost:11434/v1 for Ollama) and COMFYFIXER_LLM_MODEL "
-    "to let the Qwen agent search for what the direct sources cannot find"
-)
+FailedStep = Literal["client", "listing", "chat"]
 
 
 class Ping(BaseModel):
@@ -67,7 +65,8 @@ class EndpointStatus:
     supports_tools: bool | None = None
     thinking: ThinkingSwitch | None = None
     seconds: float = 0.0
-    hint: str = ""
+    error: LLMError | None = None  # why it does not work
+    failed_at: FailedStep | None = None
 
     def notice(self) -> Notice:
         """The one line the run shows about the LLM before it starts."""
@@ -88,14 +87,14 @@ def check_endpoint(
 ) -> EndpointStatus:
     """List the models and make one tool call against the configured endpoint. Never raises."""
     if not settings.llm_base_url:
-        return EndpointStatus(False, "no LLM endpoint configured", configured=False, hint=NOT_CONFIGURED_HINT)
+        return EndpointStatus(False, "no LLM endpoint configured", configured=False, error=LLMNotConfigured())
     base_url = redact(settings.llm_base_url, settings.secrets)
     started = time.monotonic()
     owned = client is None
     try:
         openai_client = client if client is not None else make_openai_client(settings, timeout=timeout)
     except LLMError as exc:
-        return EndpointStatus(False, exc.message, base_url=base_url, hint=exc.hint)
+        return EndpointStatus(False, exc.message, base_url=base_url, error=exc, failed_at="client")
     try:
         return _check(settings, openai_client, base_url, retry or RetryPolicy(2, 0.5, 2.0), started)
     finally:
@@ -109,7 +108,12 @@ def _check(
     chat = ChatClient(client, settings.llm_model or "", retry=retry, secrets=settings.secrets)
 
     def status(
-        ok: bool, reason: str, *, supports_tools: bool | None = None, hint: str = ""
+        ok: bool,
+        reason: str,
+        *,
+        supports_tools: bool | None = None,
+        error: LLMError | None = None,
+        failed_at: FailedStep | None = None,
     ) -> EndpointStatus:
         return EndpointStatus(
             ok,
@@ -120,7 +124,8 @@ def _check(
             supports_tools=supports_tools,
             thinking=chat.thinking,
             seconds=round(time.monotonic() - started, 2),
-            hint=hint,
+            error=error,
+            failed_at=failed_at,
         )
 
     models: list[str] = []
@@ -129,15 +134,12 @@ def _check(
         models = chat.list_models()
     except LLMError as exc:
         if exc.status is None or not chat.model:
-            return status(
-                False, f"cannot list models: {exc.message}", hint=exc.hint or "is the server running?"
-            )
+            return status(False, f"cannot list models: {exc.message}", error=exc, failed_at="listing")
         listing_note = f" (listing models failed: {exc.message})"  # some proxies have no /models; go on
     if not chat.model:
         if not models:
-            return status(
-                False, "no model configured and the server lists none", hint="set COMFYFIXER_LLM_MODEL"
-            )
+            missing = LLMModelMissing()
+            return status(False, missing.message, error=missing, failed_at="listing")
         chat.model = models[0]
         listing_note = f" (COMFYFIXER_LLM_MODEL not set; using the first listed model, {models[0]})"
     elif models and chat.model not in models:
@@ -156,7 +158,8 @@ def _check(
             supports_tools=False,
         )
     except LLMError as exc:
-        return status(False, f"the chat request failed: {exc.message}" + listing_note, hint=exc.hint)
+        reason = f"the chat request failed: {exc.message}" + listing_note
+        return status(False, reason, error=exc, failed_at="chat")
     if any(c.name == "ping" for c in reply.tool_calls):
         return status(True, "works, with native tool calling" + listing_note, supports_tools=True)
     if text_tool_calls(reply.content):

@@ -61,7 +61,7 @@ def run_app() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        sys.exit(cli_errors.report(KeyboardInterrupt()))
+        sys.exit(cli_errors.print_error(KeyboardInterrupt()))
     except SystemExit:
         raise
     except BaseException as exc:  # the edge: every error becomes a message and an exit code
@@ -75,5 +75,5 @@ def run_app() -> None:
             sys.exit(exc.exit_code)
         if cli_errors.debug_enabled():
             raise
-        sys.exit(cli_errors.report(exc))
+        sys.exit(cli_errors.print_error(exc))
     sys.exit(code if isinstance(code, int) else 0)

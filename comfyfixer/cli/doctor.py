@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from comfyfixer.cli.console import print_json, stdout_console
+from comfyfixer.cli.errors import endpoint_next_step
 from comfyfixer.config import Settings
 
 
@@ -28,6 +29,7 @@ def doctor(
     settings = Settings.from_env(os.environ)
     status = check_endpoint(settings)
     failed = status.configured and not status.ok
+    next_step = endpoint_next_step(status)
     if json_output:
         print_json(
             {
@@ -35,7 +37,7 @@ def doctor(
                     "ok": status.ok,
                     "configured": status.configured,
                     "reason": status.reason,
-                    "hint": status.hint,
+                    "hint": next_step,
                     "base_url": status.base_url,
                     "model": status.model,
                     "models": list(status.models),
@@ -55,11 +57,11 @@ def doctor(
         out.print(f"  {status.reason}; thinking switch: {status.thinking}; answered in {status.seconds:.1f}s")
     elif not status.configured:
         out.print("LLM agent: not configured (optional): runs use the direct sources only.")
-        out.print(f"  To enable it: {status.hint}")
+        out.print(f"  To enable it: {next_step}")
     else:
         out.print(f"LLM agent: NOT WORKING at {status.base_url}: {status.reason}")
-        if status.hint:
-            out.print(f"  Fix: {status.hint}")
+        if next_step:
+            out.print(f"  Fix: {next_step}")
         out.print("  Until then, runs use the direct sources only.")
     for name, line in _sources(settings).items():
         out.print(f"{name}: {line}")

@@ -25,10 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
+from comfyfixer.cli.errors import UsageError
 from comfyfixer.cli.progress import Mode, ProgressDisplay
 from comfyfixer.cli.render import plan_table, short_path
 from comfyfixer.cli.scan import report_notices, settings_from_options
-from comfyfixer.errors import UsageError
 from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
@@ -103,10 +103,12 @@ def run(
 ) -> None:
     """Find, download and verify every missing model the workflows need, one script per model."""
     if search is SearchMode.llm and no_llm:
-        raise UsageError("--search llm and --no-llm contradict each other", hint="Pass only one of them.")
+        raise UsageError(
+            "--search llm and --no-llm contradict each other", next_step="Pass only one of them."
+        )
     settings = replace(settings_from_options(comfyui, output_dir), log_dir=log_dir)
     if settings.comfyui_path is None:
-        raise UsageError(NO_ROOT, hint=NO_ROOT_HINT)
+        raise UsageError(NO_ROOT, next_step=NO_ROOT_HINT)
     log_path, handler = open_run_log(settings.log_dir, settings.secrets)
     try:
         report, _ = scan_with_settings(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from comfyfixer.errors import StateError
+from comfyfixer.errors import StateError, StateLocked
 from comfyfixer.state.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,8 @@ class ScriptCounter:
         try:
             lock.acquire()
         except Timeout as exc:
-            raise StateError(
-                str(self.path),
-                "the script counter is locked by another run",
-                hint=f"Wait for the other run to finish, or remove {self._lock_path} if no run is active.",
+            raise StateLocked(
+                str(self.path), "the script counter is locked by another run", lock_path=str(self._lock_path)
             ) from exc
         try:
             yield

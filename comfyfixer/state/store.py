@@ -26,7 +26,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from comfyfixer.errors import StateError, redact
+from comfyfixer.errors import StateDamaged, StateError, StateLocked, StateTooNew, redact
 from comfyfixer.models import normalise_name
 from comfyfixer.state.atomic import SCHEMA_VERSION, atomic_write_json
 
@@ -54,11 +54,7 @@ def _locked(lock_path: Path, what: Path, timeout: float) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout as exc:
-        raise StateError(
-            str(what),
-            "locked by another comfyfixer run",
-            hint=f"Wait for the other run to finish, or remove {lock_path} if no run is active.",
-        ) from exc
+        raise StateLocked(str(what), "locked by another comfyfixer run", lock_path=str(lock_path)) from exc
     try:
         yield
     finally:
@@ -101,16 +97,12 @@ def _schema_of(path: Path, payload: Any) -> int:
     if isinstance(payload, list):
         return 0
     if not isinstance(payload, dict):
-        raise StateError(str(path), "is not a JSON object", hint=f"Move {path} aside and run again.")
+        raise StateDamaged(str(path), "is not a JSON object")
     schema = payload.get("schema", 0)
     if isinstance(schema, bool) or not isinstance(schema, int) or schema < 0:
-        raise StateError(str(path), f"has an invalid schema field {schema!r}", hint=f"Move {path} aside.")
+        raise StateDamaged(str(path), f"has an invalid schema field {schema!r}")
     if schema > SCHEMA_VERSION:
-        raise StateError(
-            str(path),
-            f"was written by a newer comfyfixer (schema {schema}, this version reads up to {SCHEMA_VERSION})",
-            hint="Upgrade comfyfixer, or use another --output-dir.",
-        )
+        raise StateTooNew(str(path), schema=schema, supported=SCHEMA_VERSION)
     return schema
 
 
@@ -205,7 +197,7 @@ class DownloadedModels:
         schema = _schema_of(self.path, payload)
         raw_models = payload if isinstance(payload, list) else payload.get("models", [])
         if not isinstance(raw_models, list):
-            raise StateError(str(self.path), "'models' is not a list", hint=f"Move {self.path} aside.")
+            raise StateDamaged(str(self.path), "'models' is not a list")
         records: list[DownloadRecord] = []
         dropped = 0
         for raw in raw_models:
