@@ -285,6 +285,24 @@ def _classifier(inventory: Inventory | None) -> Callable[[WorkflowResult], None]
     return classify_workflow
 
 
+def _planned(ref: Reference) -> bool:
+    """Files nodes load, and the stems prompt text names (`embedding:x`, `<lora:x:w>`) in a known folder.
+
+    Directory-type values (diffusers folders, HF snapshots) stay reported only: no source serves a
+    folder as one file.
+    """
+    if ref.strategy == "text":
+        return ref.directory is not None
+    return folders.is_model_file(ref.name)
+
+
+def reference_kind(ref: Reference) -> str:
+    """`file` (a loader's file name), `text` (a stem named in prompt text) or `directory`."""
+    if ref.strategy == "text":
+        return "text"
+    return "file" if folders.is_model_file(ref.name) else "directory"
+
+
 def _report(
     workflows: list[WorkflowResult], comfyui: Path | None, inventory: Inventory | None, include_bypassed: bool
 ) -> ScanReport:
@@ -294,7 +312,8 @@ def _report(
         sum(1 for wf in workflows if wf.error),
         sum(len(wf.references) for wf in workflows),
     )
-    missing = plan((r for wf in workflows for r in wf.references), include_bypassed=include_bypassed)
+    needed = (r for wf in workflows for r in (*wf.references, *wf.text_references) if _planned(r))
+    missing = plan(needed, include_bypassed=include_bypassed)
     return ScanReport(
         workflows=workflows,
         missing=missing,
@@ -352,6 +371,7 @@ def reference_json(ref: Reference) -> dict[str, Any]:
         "local_path": ref.local_path,
         "strategy": ref.strategy,
         "folder_guessed": ref.folder_guessed,
+        "kind": reference_kind(ref),
     }
 
 
@@ -360,6 +380,7 @@ def missing_json(model: MissingModel, target_dir: Path | None = None) -> dict[st
         "name": model.name,
         "directory": model.directory,
         "file_name": model.file_name,
+        "kind": "file" if folders.is_model_file(model.file_name) else "text",
         "workflows": list(model.workflows),
         "node_types": list(model.node_types),
         "url": model.url,

@@ -464,3 +464,31 @@ def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env
             assert key not in path.read_text(errors="replace"), path
         for path in (env.work / "output").rglob("*"):  # ...no state file and no script
             assert not path.is_file() or key not in path.read_text(errors="replace"), path
+
+
+# ---------------------------------------------------------------- prompt text references
+
+
+def test_embedding_named_in_a_prompt_is_installed_with_its_sha256(env: Env) -> None:
+    data = safetensors_bytes("easynegative", 4_000)
+    model = env.civitai.add_model("EasyNegative", type="TextualInversion")
+    version = env.civitai.add_version(model, "v1")
+    env.civitai.add_file(version, data, "EasyNegative.safetensors", name="EasyNegative.safetensors")
+    node = {
+        "id": 1,
+        "type": "CLIPTextEncode",
+        "mode": 0,
+        "inputs": [],
+        "outputs": [],
+        "properties": {},
+        "widgets_values": ["worst quality, embedding:EasyNegative, (blurry:1.2)"],
+    }
+    wf = env.work / "prompt.json"
+    wf.write_text(json.dumps({"last_node_id": 1, "nodes": [node], "links": [], "version": 0.4}))
+    proc = env.run(wf)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(proc)
+    assert outcomes(report) == {"EasyNegative": "downloaded"}
+    final = env.root / "models" / "embeddings" / "EasyNegative.safetensors"
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert report["models"][0]["sha256"] == hashlib.sha256(data).hexdigest()

@@ -250,6 +250,7 @@ def test_write_plan_is_atomic_and_complete(tmp_path: Path) -> None:
             "name": "detail.safetensors",
             "directory": "loras",
             "file_name": "detail.safetensors",
+            "kind": "file",
             "workflows": [str(tmp_path / "wf/sub/two.json")],
             "node_types": ["LoraLoader"],
             "url": None,

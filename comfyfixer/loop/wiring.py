@@ -17,6 +17,7 @@ from comfyfixer.inventory import Inventory
 from comfyfixer.loop.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.models import Candidate, MissingModel, VerifyReport
 from comfyfixer.paths import safe_destination
+from comfyfixer.resolvers.names import install_name
 from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
 from comfyfixer.scripts.run import ScriptProcess
 from comfyfixer.verify import quarantine, verify_download
@@ -76,7 +77,9 @@ class InventoryPlacement:
         if not directory:
             raise UnsafePathError(model.name, "no loader node or hint says which models folder it belongs in")
         target = self.inventory.target_dir(directory)
-        return safe_destination(target, self.inventory.models_roots, model.name)
+        # A prompt stem (`embedding:EasyNegative`) is installed with the chosen file's extension.
+        name = install_name(model.name, candidate.filename)
+        return safe_destination(target, self.inventory.models_roots, name)
 
 
 class FileChecker:

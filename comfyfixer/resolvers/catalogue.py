@@ -22,6 +22,7 @@ from comfyfixer.errors import SourceError
 from comfyfixer.folders import canonical
 from comfyfixer.http import HttpSession
 from comfyfixer.models import Candidate, base_name
+from comfyfixer.resolvers.names import accepted_names
 from comfyfixer.resolvers.urls import clean_url
 from comfyfixer.state.atomic import atomic_write_bytes, atomic_write_json
 
@@ -186,9 +187,12 @@ class Catalogue:
             return self._index
 
     def lookup(self, file_name: str, directory: str | None) -> list[Candidate]:
-        """Entries whose file name equals `file_name` (case-insensitive) and whose folder matches."""
+        """Entries whose file name is `file_name` (case-insensitive; a stem with a weights extension)
+        and whose folder matches."""
         out: list[Candidate] = []
-        for entry in self._ensure().get(base_name(file_name).lower(), []):
+        index = self._ensure()
+        entries = [e for wanted in accepted_names(file_name) for e in index.get(wanted, [])]
+        for entry in entries:
             folder = entry_folder(entry)
             if not _folder_matches(directory, folder):
                 continue
@@ -236,11 +240,11 @@ class VerifiedCatalogue:
         return self._records
 
     def lookup(self, file_name: str, directory: str | None) -> list[Candidate]:
-        wanted = base_name(file_name).lower()
+        wanted = accepted_names(file_name)
         out: list[Candidate] = []
         for record in self._load():
             name = base_name(str(record.get("name") or ""))
-            if name.lower() != wanted or not record.get("url"):
+            if name.lower() not in wanted or not record.get("url"):
                 continue
             folder = record.get("directory")
             if (

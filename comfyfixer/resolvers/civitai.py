@@ -17,6 +17,7 @@ from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
 from comfyfixer.http import HttpSession
 from comfyfixer.models import Candidate, base_name
+from comfyfixer.resolvers.names import accepted_names, search_name
 from comfyfixer.resolvers.queries import civitai_queries
 from comfyfixer.resolvers.urls import clean_url
 
@@ -86,13 +87,13 @@ class CivitaiSource:
         rejected: list[str] | None = None,
     ) -> list[Candidate]:
         """Candidates for the files of `version` whose name equals `file_name` (case-insensitive)."""
-        wanted = base_name(file_name).lower()
+        wanted = accepted_names(file_name)
         model_id = version.get("modelId") or (model or {}).get("id")
         model_name = (model or {}).get("name") or (version.get("model") or {}).get("name") or "?"
         out: list[Candidate] = []
         for f in _dicts(version.get("files")):
             name = str(f.get("name") or "")
-            if base_name(name).lower() != wanted:
+            if base_name(name).lower() not in wanted:
                 continue
             where = (
                 f"civitai model {model_id} version {version.get('id')} ({model_name} / {version.get('name')})"
@@ -150,8 +151,12 @@ class CivitaiSource:
                 return hits
         return [c for v in versions for c in self.candidates_in(v, file_name, model=model, rejected=rejected)]
 
-    def find(self, file_name: str, *, sha256: str | None = None) -> CivitaiSearch:
-        """Exact-name candidates for `file_name`: by hash first, then by derived queries. Never raises."""
+    def find(
+        self, file_name: str, *, sha256: str | None = None, types: list[str] | None = None
+    ) -> CivitaiSearch:
+        """Exact-name candidates for `file_name`: by hash first, then by derived queries. Never raises.
+
+        `types` narrows the search to Civitai model types (a prompt embedding is a TextualInversion)."""
         result = CivitaiSearch()
         found: dict[str, Candidate] = {}
         if sha256:
@@ -164,10 +169,10 @@ class CivitaiSource:
                 for c in self.candidates_in(version, file_name, rejected=result.rejected):
                     found.setdefault(c.url, c)
         if not found:
-            for query in civitai_queries(file_name):
+            for query in civitai_queries(search_name(file_name)):
                 result.queries.append(query)
                 try:
-                    items = self.search(query)
+                    items = self.search(query, types)
                 except SourceError as exc:
                     result.errors.append(exc)
                     continue

@@ -21,11 +21,12 @@ import httpx
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
 from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client, hub_client
-from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome, base_name
+from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
 from comfyfixer.resolvers.hints import HintPlan, plan_hints
+from comfyfixer.resolvers.names import accepts, best_extension_only, is_stem, search_name
 from comfyfixer.resolvers.queries import relevance
 from comfyfixer.resolvers.urls import LinkTarget
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from comfyfixer.resolvers.huggingface import HuggingFaceSource, Publishers
 
 log = logging.getLogger(__name__)
+# Civitai model types a prompt stem can name: `embedding:` -> TextualInversion, `<lora:>` -> LORA/LyCORIS.
+STEM_CIVITAI_TYPES = {"embeddings": ["TextualInversion"], "loras": ["LORA", "LoCon"]}
 BREAKER_THRESHOLD = 3  # consecutive failed searches after which a source is skipped for the run
 
 
@@ -144,7 +147,7 @@ class Finder:
 
         Raises ValidationFailed. The agent calls this before accepting anything an LLM picked.
         """
-        if check_name and candidate.filename.lower() != model.file_name.lower():
+        if check_name and not accepts(model.file_name, candidate.filename):
             raise ValidationFailed(f"file name {candidate.filename!r} is not {model.file_name!r}")
         return self.validator.validate(candidate, check_name=check_name)
 
@@ -179,11 +182,12 @@ class Finder:
         if not candidates:
             return None, [], ""
         model = attempt.model
+        candidates = best_extension_only(model.file_name, candidates)
         decision = decide(
             candidates,
             model.directory,
             expected_sha256=expected_sha,
-            relevance=lambda c: relevance(model.file_name, c.repo or ""),
+            relevance=lambda c: relevance(search_name(model.file_name), c.repo or ""),
             trust=trust,
         )
         attempt.note(f"{source}: {len(candidates)} exact-name candidate(s); {decision.reason}")
@@ -309,7 +313,9 @@ class Finder:
         """4. Civitai."""
         if self.civitai is None or not self._source_open(attempt, "civitai"):
             return None
-        cv = self.civitai.find(attempt.model.file_name, sha256=plan.sha256)
+        model = attempt.model
+        types = STEM_CIVITAI_TYPES.get(model.directory or "") if is_stem(model.file_name) else None
+        cv = self.civitai.find(model.file_name, sha256=plan.sha256, types=types)
         for text in cv.rejected:
             attempt.note(text)
         attempt.note(f"civitai: queries {cv.queries}, {len(cv.candidates)} exact-name file(s)")
@@ -343,7 +349,7 @@ class Finder:
                 hits = [
                     self.huggingface.candidate_for(link.repo, f.path)
                     for f in self.huggingface.list_files(link.repo)
-                    if base_name(f.path).lower() == name.lower()
+                    if accepts(name, f.path)
                 ]
             elif link.kind == "civitai_model" and link.model_id is not None and self.civitai is not None:
                 item = self.civitai.model(link.model_id)

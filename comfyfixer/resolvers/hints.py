@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from comfyfixer.config import Settings
 from comfyfixer.models import Candidate, MissingModel
+from comfyfixer.resolvers.names import accepts
 from comfyfixer.resolvers.urls import LinkTarget, classify, clean_url
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -42,7 +43,6 @@ def expected_sha256(model: MissingModel) -> str | None:
 
 def plan_hints(model: MissingModel, settings: Settings) -> HintPlan:
     plan = HintPlan(sha256=expected_sha256(model))
-    wanted = model.file_name.lower()
     seen: set[str] = set()
     for hint in model.hints:
         if not hint.url:
@@ -62,11 +62,11 @@ def plan_hints(model: MissingModel, settings: Settings) -> HintPlan:
         remote = target.file_name
         if target.kind == "civitai_download":
             remote = None  # the name is only known from Content-Disposition; the validator checks it
-        if not explicit and remote is not None and remote.lower() != wanted:
+        if not explicit and remote is not None and not accepts(model.file_name, remote):
             plan.rejected.append(f"note link {url}: names {remote!r}, not {model.file_name!r}")
             continue
         note = f"workflow {hint.source}"
-        if explicit and remote is not None and remote.lower() != wanted:
+        if explicit and remote is not None and not accepts(model.file_name, remote):
             note += f": the workflow pairs {model.file_name!r} with the remote file {remote!r}"
         candidate = Candidate(
             url=url,

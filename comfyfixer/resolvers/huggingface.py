@@ -25,6 +25,7 @@ from comfyfixer.errors import SourceError, redact
 from comfyfixer.http import RequestCounter
 from comfyfixer.models import Candidate, base_name
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, UNKNOWN
+from comfyfixer.resolvers.names import accepted_names, search_name
 from comfyfixer.resolvers.queries import derive_queries, relevance
 from comfyfixer.resolvers.urls import hf_resolve_url
 
@@ -256,14 +257,15 @@ class HuggingFaceSource:
         )
 
     # -- search strategy -----------------------------------------------------------------------------
-    def _matches_in(self, repo_id: str, wanted: str) -> list[Candidate]:
+    def _matches_in(self, repo_id: str, wanted: tuple[str, ...]) -> list[Candidate]:
         files = self.list_files(repo_id)
-        return [self.candidate_for(repo_id, f.path) for f in files if base_name(f.path).lower() == wanted]
+        return [self.candidate_for(repo_id, f.path) for f in files if base_name(f.path).lower() in wanted]
 
     def find(self, file_name: str, *, extra_repos: tuple[str, ...] = ()) -> HubSearch:
         """Every exact-name copy of `file_name` in the repos worth looking at. Never raises SourceError."""
         result = HubSearch()
-        wanted = base_name(file_name).lower()
+        wanted = accepted_names(file_name)
+        file_name = search_name(file_name)  # a prompt stem is searched as its .safetensors file
         seen: set[str] = set()
         found: dict[str, Candidate] = {}
 
