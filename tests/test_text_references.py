@@ -16,13 +16,13 @@ import pytest
 from comfyfixer.config import Settings
 from comfyfixer.http import RetryPolicy, build_client
 from comfyfixer.inventory import Inventory
+from comfyfixer.loop.wiring import InventoryPlacement
 from comfyfixer.models import Candidate, MissingModel
 from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.resolvers.huggingface import Publishers
 from comfyfixer.resolvers.names import accepted_names, best_extension_only, install_name
 from comfyfixer.scan import report_json, scan
-from comfyfixer.wiring import InventoryPlacement
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import FileServer
 from tests.fakes.hub import FakeHub
