@@ -41,9 +41,30 @@ def open_run_log(
     root = logging.getLogger("comfyfixer")
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
+    _libraries_to(handler)
     return path, handler
+
+
+# Libraries whose own messages ("Retrying in 8s [Retry 3/5]") belong in the run log, not on the console.
+LIBRARY_LOGGERS = ("huggingface_hub", "openai")
+
+
+def _libraries_to(handler: logging.Handler) -> None:
+    import huggingface_hub.utils.logging  # noqa: F401 - it adds its console handler on import: import, then remove
+
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for existing in list(library.handlers):
+            if type(existing) is logging.StreamHandler:
+                library.removeHandler(existing)
+        library.addHandler(handler)
+        library.propagate = False
+        if library.level == logging.NOTSET or library.level > logging.INFO:
+            library.setLevel(logging.INFO)
 
 
 def close_run_log(handler: logging.Handler) -> None:
     logging.getLogger("comfyfixer").removeHandler(handler)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
     handler.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from comfyfixer.agent import RetryPolicy, check_endpoint
 from comfyfixer.cli import doctor as doctor_cmd
 from comfyfixer.cli.errors import endpoint_next_step
 from comfyfixer.config import Settings
+from tests.fakes import FakeCivitai, FakeHub, FileServer
 from tests.fakes.llm import FakeLLM, error_body, sample, serve_llm
 
 FAST = RetryPolicy(1, 0.0, 0.0)
@@ -83,13 +85,25 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_doctor_command_exit_codes(fake_llm: FakeLLM) -> None:
+def _sources_env(hub: FakeHub, civitai: FakeCivitai, files: FileServer) -> dict[str, str]:
+    files.set_catalogue([])
+    return {
+        "HF_ENDPOINT": hub.url,
+        "COMFYFIXER_CIVITAI_URL": civitai.url,
+        "COMFYFIXER_CATALOG_URL": files.url_for("/model-list.json"),
+        "HF_TOKEN": "",
+        "CIVITAI_API_TOKEN": "",
+    }
+
+
+def test_doctor_command_exit_codes(
+    fake_llm: FakeLLM, fake_hub: FakeHub, fake_civitai: FakeCivitai, file_server: FileServer
+) -> None:
     env = {
         "COMFYFIXER_LLM_BASE_URL": fake_llm.base_url,
         "COMFYFIXER_LLM_MODEL": "qwen3-8b",
         "COMFYFIXER_LLM_API_KEY": "sk-cli-secret",
-        "HF_TOKEN": "",
-        "CIVITAI_API_TOKEN": "",
+        **_sources_env(fake_hub, fake_civitai, file_server),
     }
     fake_llm.reply_tool_calls(("ping", {"word": "ready"}))
     ok = CliRunner(env=env).invoke(_app(), ["doctor", "--json"])
@@ -102,5 +116,36 @@ def test_doctor_command_exit_codes(fake_llm: FakeLLM) -> None:
     assert bad.exit_code == 1
     assert "NOT WORKING" in bad.stdout and "COMFYFIXER_LLM_API_KEY" in bad.stdout
     assert "sk-cli-secret" not in bad.output
-    unset = CliRunner(env={"COMFYFIXER_LLM_BASE_URL": "", "OPENAI_BASE_URL": ""}).invoke(_app(), ["doctor"])
+    unset = CliRunner(
+        env={
+            "COMFYFIXER_LLM_BASE_URL": "",
+            "OPENAI_BASE_URL": "",
+            **_sources_env(fake_hub, fake_civitai, file_server),
+        }
+    ).invoke(_app(), ["doctor"])
     assert unset.exit_code == 0 and "not configured" in unset.stdout
+    assert "Hugging Face: OK" in unset.stdout and "Civitai: OK" in unset.stdout
+
+
+def test_doctor_checks_every_source_and_fails_when_one_is_unreachable(
+    fake_hub: FakeHub, fake_civitai: FakeCivitai, file_server: FileServer
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there
+    env = {
+        "COMFYFIXER_LLM_BASE_URL": "",
+        "OPENAI_BASE_URL": "",
+        **_sources_env(fake_hub, fake_civitai, file_server),
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "COMFYFIXER_CIVITAI_URL": "http://civitai.invalid",
+    }
+    result = CliRunner(env=env).invoke(_app(), ["doctor"])
+    assert result.exit_code == 1, result.output
+    assert f"Hugging Face: UNREACHABLE: http://127.0.0.1:{port}" in result.stdout
+    assert "Civitai: UNREACHABLE" in result.stdout and "civitai.invalid" in result.stdout
+    assert "catalogue: OK" in result.stdout
+    as_json = CliRunner(env=env).invoke(_app(), ["doctor", "--json"])
+    assert as_json.exit_code == 1
+    sources = json.loads(as_json.stdout)["sources"]
+    assert not sources["huggingface"]["ok"] and not sources["civitai"]["ok"] and sources["catalogue"]["ok"]

@@ -1,7 +1,9 @@
-"""`comfyfixer doctor`: check the LLM endpoint and say plainly what works and what to fix.
+"""`comfyfixer doctor`: check every source and the LLM endpoint, and say plainly what works and what to fix.
 
-Exit 0 when the agent can run (or no endpoint is configured: it is optional, and the run then uses
-the direct sources only); exit 1 when an endpoint is configured but does not work.
+Hugging Face, Civitai and the catalogue get the run's start-up probe (one cheap request each, in
+parallel, a few seconds); the LLM endpoint gets its full check (models listed, one tool call).
+Exit 0 when everything configured works (no LLM endpoint is fine: it is optional); exit 1 when a source
+cannot be reached or a configured endpoint does not work.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ def doctor(
 ) -> None:
     """Check the LLM endpoint (list models, make one tool call) and the configured sources."""
     from comfyfixer.agent import check_endpoint
+    from comfyfixer.health import probe_sources
 
     settings = Settings.from_env(os.environ)
+    probes = probe_sources(settings, skip=("llm",))
     status = check_endpoint(settings)
-    failed = status.configured and not status.ok
+    failed = (status.configured and not status.ok) or not all(p.ok for p in probes)
     next_step = endpoint_next_step(status)
     if json_output:
         print_json(
@@ -45,7 +49,15 @@ def doctor(
                     "thinking_switch": status.thinking,
                     "seconds": status.seconds,
                 },
-                "sources": _sources(settings),
+                "sources": {
+                    p.source: {
+                        "ok": p.ok,
+                        "url": p.url,
+                        "detail": p.detail,
+                        "auth": _token(settings, p.source),
+                    }
+                    for p in probes
+                },
             }
         )
         if failed:
@@ -63,18 +75,23 @@ def doctor(
         if next_step:
             out.print(f"  Fix: {next_step}")
         out.print("  Until then, runs use the direct sources only.")
-    for name, line in _sources(settings).items():
-        out.print(f"{name}: {line}")
+    for p in probes:
+        auth = _token(settings, p.source)
+        state = "OK" if p.ok else "UNREACHABLE"
+        out.print(f"{p.title}: {state}: {p.url}{', ' + auth if auth else ''}", markup=False)
+        out.print(f"  {p.detail}", markup=False)
+    if not settings.catalog_url:
+        out.print("catalogue: off (COMFYFIXER_CATALOG_URL=off)")
     if failed:
         raise SystemExit(1)
 
 
-def _sources(settings: Settings) -> dict[str, str]:
+def _token(settings: Settings, source: str) -> str:
     def token(value: str | None, variable: str) -> str:
         return "token set" if value else f"no token ({variable} unset: public files only)"
 
-    return {
-        "Hugging Face": f"{settings.hf_endpoint}, {token(settings.hf_token, 'HF_TOKEN')}",
-        "Civitai": f"{settings.civitai_url}, {token(settings.civitai_token, 'CIVITAI_API_TOKEN')}",
-        "Catalogue": settings.catalog_url or "off",
-    }
+    if source == "huggingface":
+        return token(settings.hf_token, "HF_TOKEN")
+    if source == "civitai":
+        return token(settings.civitai_token, "CIVITAI_API_TOKEN")
+    return ""

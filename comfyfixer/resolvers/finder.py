@@ -96,6 +96,8 @@ class Finder:
         self.civitai: CivitaiSource | None = CivitaiSource(settings, self.session) if civitai else None
         self._failures: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        # source -> the start-up probe's sentence ("Hugging Face unreachable: …")
+        self.down: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -228,7 +230,15 @@ class Finder:
             log.debug("  %s: %s", model.name, line)
         return resolution
 
+    def mark_down(self, source: str, sentence: str) -> None:
+        """The start-up probe found `source` unreachable: skip it for the run, saying `sentence` per model."""
+        self.down[source] = sentence
+
     def _source_open(self, attempt: _Attempt, source: str) -> bool:
+        if source in self.down:
+            attempt.note(self.down[source])
+            attempt.errors.append(self.down[source])
+            return False
         if self._failures[source] >= BREAKER_THRESHOLD:
             text = f"{source} skipped: it failed {self._failures[source]} times in a row this run"
             attempt.note(text)
@@ -335,7 +345,9 @@ class Finder:
         if attempt.auth:
             return self._finish(attempt, "source_error", attempt.auth[0])
         if attempt.errors:
-            return self._finish(attempt, "source_error", f"a source failed: {attempt.errors[0]}")
+            down = [e for e in attempt.errors if e in self.down.values()]
+            reason = "; ".join(down) if down else f"a source failed: {attempt.errors[0]}"
+            return self._finish(attempt, "source_error", reason)
         if attempt.seen:
             return self._finish(attempt, "not_found", "every candidate with this name was rejected")
         return self._finish(attempt, "not_found", f"no source has a file named {attempt.model.file_name!r}")
