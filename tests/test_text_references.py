@@ -80,6 +80,8 @@ def test_stem_accepts_weights_extensions_safetensors_first() -> None:
     )
     assert accepted_names("sub/Ulzzang-6500-v1.1")[0] == "ulzzang-6500-v1.1.safetensors"
     assert accepted_names("ae.safetensors") == ("ae.safetensors",)  # a file name stays exact
+    assert accepted_names("v1-inference.yaml") == ("v1-inference.yaml",)  # so does any other file
+    assert accepted_names("GroundingDINO_SwinT_OGC.cfg.py") == ("groundingdino_swint_ogc.cfg.py",)
     assert install_name("EasyNegative", "EasyNegative.safetensors") == "EasyNegative.safetensors"
     assert install_name("sub/bad-hands-5", "bad-hands-5.pt") == "sub/bad-hands-5.pt"
     assert install_name("ae.safetensors", "ae.safetensors") == "ae.safetensors"

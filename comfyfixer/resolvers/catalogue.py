@@ -19,7 +19,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
-from comfyfixer.folders import canonical
+from comfyfixer.folders import DEFAULT_DIRS, canonical
 from comfyfixer.http import HttpSession
 from comfyfixer.models import Candidate, base_name
 from comfyfixer.resolvers.names import accepted_names
@@ -63,7 +63,19 @@ def entry_folder(entry: dict[str, Any]) -> str | None:
     first = save_path.split("/", 1)[0]
     if first == "custom_nodes":
         return None
-    return canonical(first)
+    return _key_for_path(save_path) or canonical(first)
+
+
+def _key_for_path(save_path: str) -> str | None:
+    """The registered folder key whose default directory holds `models/<save_path>` (longest wins):
+    `xlabs/controlnets` is `xlabs_controlnets`, `ultralytics/bbox` is `ultralytics`."""
+    path = f"models/{save_path}".lower() + "/"
+    best: tuple[int, str] | None = None
+    for key, dirs in DEFAULT_DIRS.items():
+        for d in dirs:
+            if path.startswith(d.lower() + "/") and (best is None or len(d) > best[0]):
+                best = (len(d), key)
+    return best[1] if best is not None else None
 
 
 def entry_filename(entry: dict[str, Any]) -> str:

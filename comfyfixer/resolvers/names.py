@@ -8,6 +8,7 @@ extension; so a stem accepts exactly `<stem><ext>` for those extensions, `.safet
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from comfyfixer.folders import is_model_file
@@ -17,9 +18,15 @@ from comfyfixer.models import Candidate, base_name
 STEM_EXTENSIONS = (".safetensors", ".pt", ".bin", ".ckpt")
 
 
+# What follows the last dot of a non-model file (`.yaml`, `.cfg.py`, `.jit`); a stem's dot is part of a
+# version instead (`Ulzzang-6500-v1.1`), so its "suffix" starts with a digit.
+_FILE_SUFFIX = re.compile(r"\.[a-z][a-z0-9]{0,5}$", re.IGNORECASE)
+
+
 def is_stem(name: str) -> bool:
-    """A name with no model-file extension: what prompt tags and Lora-Manager lists hold."""
-    return not is_model_file(base_name(name))
+    """A bare name, as prompt tags and Lora-Manager lists hold: no model extension and no file suffix."""
+    base = base_name(name)
+    return not is_model_file(base) and _FILE_SUFFIX.search(base) is None
 
 
 def accepted_names(name: str) -> tuple[str, ...]:
