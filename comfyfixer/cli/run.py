@@ -37,6 +37,7 @@ from comfyfixer.scan import ScanReport, scan_with_settings
 if TYPE_CHECKING:
     from comfyfixer.config import Settings
     from comfyfixer.events import EventSink
+    from comfyfixer.health import SourceHealth
     from comfyfixer.loop.result import RunResult
     from comfyfixer.loop.stages import Stages
     from comfyfixer.resolvers.finder import Finder
@@ -193,17 +194,27 @@ def _loop(
     search_all: bool,
 ) -> RunResult:
     # Heavy imports (httpx, huggingface_hub, openai) only once the user said yes.
+    from comfyfixer.events import Notice
+    from comfyfixer.health import probe_sources
     from comfyfixer.loop.pipeline import LoopOptions, Pipeline
     from comfyfixer.loop.wiring import build_stages
     from comfyfixer.resolvers.finder import Finder as RealFinder
+    from comfyfixer.transport import Breakers
 
     assert report.inventory is not None  # a run always has a ComfyUI root
     console = stderr_console()
     mode: Mode = "quiet" if json_output else ("rich" if console.is_terminal else "plain")
     closers: list[Any] = []
     with ProgressDisplay(console, mode=mode) as display:
-        finder = RealFinder.create(settings, output_dir=settings.output_dir)
+        breakers = Breakers()
+        health = probe_sources(settings, breakers=breakers)
+        unreachable = [h for h in health if not h.ok]
+        if unreachable:
+            display(Notice(_unreachable_sentence(unreachable), "warning"))
+        finder = RealFinder.create(settings, output_dir=settings.output_dir, breakers=breakers)
         closers.append(finder)
+        for h in unreachable:
+            finder.mark_down(h.source, h.sentence)
         try:
             stages = build_stages(finder, report.inventory, os.environ)
             pipeline = Pipeline(
@@ -223,6 +234,16 @@ def _loop(
             for closer in reversed(closers):
                 with contextlib.suppress(Exception):
                     closer.close()
+
+
+def _unreachable_sentence(down: list[SourceHealth]) -> str:
+    """One sentence for every source the start-up probe could not reach."""
+    parts = [f"{h.title} ({h.detail})" for h in down]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return (
+        f"Cannot reach {listed}: models only {'it' if len(parts) == 1 else 'they'} could find are reported "
+        "as source errors; check the network or proxy (`comfyfixer doctor` checks again)."
+    )
 
 
 def _attach_llm(
