@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,10 @@ from typing import Any
 from comfyfixer import folders
 from comfyfixer.errors import ComfyUIRootError, ExtraPathsError, InputError
 from comfyfixer.models import Reference, Status, base_name, normalise_name
+from comfyfixer.tree import is_ignored, iter_tree
 
 log = logging.getLogger(__name__)
 
-# Files a download leaves behind before it is verified (ours and common tools'); never models.
-TEMP_SUFFIXES = (".part", ".rejected", ".tmp", ".partial", ".incomplete", ".crdownload", ".aria2")
 # ComfyUI's embedding loader tries the name as given, then these; lora names from prompt text lack
 # the extension too, so the same rule serves every extension-less name.
 IMPLIED_EXTENSIONS = (".safetensors", ".pt", ".bin", ".ckpt", ".pth", ".sft", ".gguf")
@@ -53,49 +52,6 @@ GENERIC_NAMES = frozenset(
 # YAML keys that name non-model folders.
 NON_MODEL_KEYS = frozenset({"custom_nodes", "base_path", "is_default"})
 
-
-
-def is_ignored(name: str) -> bool:
-    """Hidden entries (`.git`, `.DS_Store`, our temp files) and unfinished downloads."""
-    return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
-
-
-def iter_tree(root: str) -> Iterator[tuple[str, bool]]:
-    """Yield `(path, is_dir)` for every entry under `root`, following symlinks without looping.
-
-    Hidden and temporary entries are skipped. A directory is entered only if it is not one of its own
-    ancestors (compared by device and inode), so a symlink back up the tree cannot loop forever.
-    Unreadable directories are logged and skipped.
-    """
-    try:
-        st = os.stat(root)
-    except OSError:
-        return
-    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset({(st.st_dev, st.st_ino)}))]
-    while stack:
-        directory, ancestors = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            log.warning("cannot list %s: %s", directory, exc.strerror or exc)
-            continue
-        for entry in entries:
-            if is_ignored(entry.name):
-                continue
-            try:
-                if entry.is_dir():
-                    est = entry.stat()  # of the target when it is a symlink: that is what could loop
-                    ident = (est.st_dev, est.st_ino)
-                    if ident in ancestors:
-                        log.info("skipping symlink loop at %s", entry.path)
-                        continue
-                    yield entry.path, True
-                    stack.append((entry.path, ancestors | {ident}))
-                elif entry.is_file():
-                    yield entry.path, False
-            except OSError:
-                continue  # a broken symlink or an entry that vanished while we looked
 
 
 def _abs(path: Path) -> str:

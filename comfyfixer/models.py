@@ -182,7 +182,7 @@ class Check:
 
 
 @dataclass(slots=True)
-class VerifyReport:
+class FileChecks:
     """The deterministic checks of one downloaded file; `ok` is False if any check failed."""
 
     name: str

@@ -1,6 +1,6 @@
 """Deterministic checks of a downloaded file: size, sha256, format header, error pages, pickle safety.
 
-`verify_download` never raises for a bad file: it returns a `VerifyReport` whose `checks` say what
+`verify_download` never raises for a bad file: it returns a `FileChecks` whose `checks` say what
 passed, failed or was skipped, and whose `reason` names the first failure. `quarantine` moves a
 failed file aside so it never stays at the path ComfyUI loads from.
 """
@@ -16,7 +16,7 @@ import struct
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from comfyfixer.models import Check, VerifyReport
+from comfyfixer.models import Check, FileChecks
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def verify_download(
     source: str | None = None,
     url: str | None = None,
     trust_sidecar: bool = True,
-) -> VerifyReport:
+) -> FileChecks:
     """Check one downloaded file without raising; `report.ok` and `report.checks` say how it went.
 
     The sha256 comes from `actual_sha256` (what the script computed while downloading), else from
@@ -177,7 +177,7 @@ def verify_download(
     `trust_sidecar` is set, else from hashing the file once. A re-check for bit rot passes
     `trust_sidecar=False`.
     """
-    report = VerifyReport(
+    report = FileChecks(
         name=name,
         directory=directory,
         path=str(path),

@@ -13,7 +13,7 @@ from comfyfixer.agent.client import ChatClient
 from comfyfixer.agent.history import HISTORY_FILE, SearchHistory
 from comfyfixer.config import Settings
 from comfyfixer.errors import LLMError
-from comfyfixer.models import VerifyReport
+from comfyfixer.models import FileChecks
 from tests.fakes.llm import FakeLLM, error_body, serve_llm
 
 KEY = "sk-review-secret"
@@ -24,8 +24,8 @@ def fake_llm() -> Iterator[FakeLLM]:
     yield from serve_llm()
 
 
-def _report(name: str, directory: str, ok: bool = True, reason: str = "") -> VerifyReport:
-    return VerifyReport(
+def _report(name: str, directory: str, ok: bool = True, reason: str = "") -> FileChecks:
+    return FileChecks(
         name,
         directory,
         f"/models/{directory}/{name}",

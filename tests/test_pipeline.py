@@ -26,7 +26,7 @@ from comfyfixer.loop.pipeline import LoopOptions, Pipeline
 from comfyfixer.loop.result import RunResult, exit_code, run_json
 from comfyfixer.loop.stages import LLM_SKIPPED, Stages
 from comfyfixer.loop.wiring import ScriptLauncher, build_stages
-from comfyfixer.models import Candidate, LLMVerdict, MissingModel, Resolution, VerifyReport
+from comfyfixer.models import Candidate, FileChecks, LLMVerdict, MissingModel, Resolution
 from comfyfixer.scripts.run import ScriptProcess
 from comfyfixer.state.store import RECORD_KEYS, pid_alive
 from tests.fakes.files import FileServer
@@ -94,7 +94,7 @@ class RecordingReviewer:
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
 
-    def review(self, reports: list[VerifyReport]) -> list[LLMVerdict]:
+    def review(self, reports: list[FileChecks]) -> list[LLMVerdict]:
         self.batches.append([r.name for r in reports])
         return [LLMVerdict(r.name, "suspicious" if "odd" in r.name else "ok", "looks fine") for r in reports]
 

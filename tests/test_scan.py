@@ -13,7 +13,7 @@ import pytest
 from comfyfixer.cli.errors import explain
 from comfyfixer.errors import InputError
 from comfyfixer.models import Hint, Reference, normalise_name
-from comfyfixer.scan import PLAN_FILE, discover, parallel_workers, plan, report_json, scan, write_plan
+from comfyfixer.scan import PLAN_FILE, discover, parallel_workers, plan, scan, scan_json, write_plan
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus" / "workflows"
@@ -222,8 +222,8 @@ def test_parallel_parse_gives_the_same_report(tmp_path: Path) -> None:
         assert parallel_workers(71, 2) == 2
     assert parallel_workers(71, 1) == 1
     assert parallel_workers(10, 4) == 1
-    sequential = report_json(scan([wf], None, jobs=1))
-    parallel = report_json(scan([wf], None, jobs=2))
+    sequential = scan_json(scan([wf], None, jobs=1))
+    parallel = scan_json(scan([wf], None, jobs=2))
     assert parallel == sequential
     assert len(parallel["missing"]) == 9
     assert len(parallel["missing"][0]["workflows"]) == 8
@@ -268,7 +268,7 @@ def test_write_plan_is_atomic_and_complete(tmp_path: Path) -> None:
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent: corpus scan not run")
 def test_corpus_scan_is_consistent(figures: list[str]) -> None:
     report = scan([CORPUS], None)
-    data = report_json(report)
+    data = scan_json(report)
     counts = data["counts"]
     figures.append(
         f"scan of the corpus: {counts['workflows']} files ({counts['unreadable']} unreadable), "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyfixer.models import Check, VerifyReport
+from comfyfixer.models import Check, FileChecks
 from comfyfixer.verify import (
     detect_format,
     looks_like_error_page,
@@ -27,7 +27,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def _verify(path: Path, **kw: object) -> VerifyReport:
+def _verify(path: Path, **kw: object) -> FileChecks:
     args: dict[str, object] = {
         "name": path.name,
         "directory": "checkpoints",

@@ -22,7 +22,7 @@ from comfyfixer.agent.history import SearchHistory
 from comfyfixer.agent.parsing import extract_json_object
 from comfyfixer.agent.prompts import VERIFY_PROMPT, render_prompt
 from comfyfixer.errors import LLMError, redact
-from comfyfixer.models import LLMVerdict, VerifyReport
+from comfyfixer.models import FileChecks, LLMVerdict
 
 
 class _Verdict(BaseModel):
@@ -40,7 +40,7 @@ class _ReviewAnswer(BaseModel):
     verdicts: list[_Verdict] = Field(default_factory=list)
 
 
-def _report_view(report_id: str, r: VerifyReport) -> dict[str, Any]:
+def _report_view(report_id: str, r: FileChecks) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": report_id,
         "name": r.name,
@@ -80,7 +80,7 @@ class Reviewer:
     def close(self) -> None:
         self.chat.close()
 
-    def review(self, reports: list[VerifyReport]) -> list[LLMVerdict]:
+    def review(self, reports: list[FileChecks]) -> list[LLMVerdict]:
         """One verdict per report, in order. Failed deterministic checks always come back suspicious."""
         if not reports:
             return []
@@ -117,7 +117,7 @@ class Reviewer:
         )
         return verdicts
 
-    def _merge(self, ids: list[str], reports: list[VerifyReport], answer: _ReviewAnswer) -> list[LLMVerdict]:
+    def _merge(self, ids: list[str], reports: list[FileChecks], answer: _ReviewAnswer) -> list[LLMVerdict]:
         by_id = {v.id: v for v in answer.verdicts if v.id}
         by_name: dict[str, _Verdict] = {}
         for v in answer.verdicts:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from comfyfixer.models import MissingModel, Reference, WorkflowResult, normalise_name
-from comfyfixer.scan import ScanReport
+from comfyfixer.scan import ScanResult
 
 MAX_WORKFLOWS_SHOWN = 3
 
@@ -116,7 +116,7 @@ def unreadable_table(workflows: Sequence[WorkflowResult]) -> Table:
     return table
 
 
-def summary(report: ScanReport, plan_path: Path | None = None) -> Text:
+def summary(report: ScanResult, plan_path: Path | None = None) -> Text:
     counts = report.counts()
     text = Text()
     text.append(f"{counts['workflows']} workflow files")
@@ -132,11 +132,11 @@ def summary(report: ScanReport, plan_path: Path | None = None) -> Text:
     return text
 
 
-def _models(report: ScanReport, status: str) -> int:
+def _models(report: ScanResult, status: str) -> int:
     return len(_group([r for r in report.references if r.status == status and not r.bypassed]))
 
 
-def scan_view(report: ScanReport, plan_path: Path | None = None) -> RenderableType:
+def scan_view(report: ScanResult, plan_path: Path | None = None) -> RenderableType:
     """Everything `comfyfixer scan` shows: a table per status, bypassed references, unreadable files."""
     active = [r for r in report.references if not r.bypassed]
     bypassed = [r for r in report.references if r.bypassed]
@@ -163,5 +163,5 @@ def scan_view(report: ScanReport, plan_path: Path | None = None) -> RenderableTy
     return Group(*parts)
 
 
-def print_scan(console: Console, report: ScanReport, plan_path: Path | None = None) -> None:
+def print_scan(console: Console, report: ScanResult, plan_path: Path | None = None) -> None:
     console.print(scan_view(report, plan_path))

@@ -32,7 +32,7 @@ from comfyfixer.cli.scan import report_notices, settings_from_options
 from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
-from comfyfixer.scan import ScanReport, scan_with_settings
+from comfyfixer.scan import ScanResult, scan_with_settings
 
 if TYPE_CHECKING:
     from comfyfixer.config import Settings
@@ -134,7 +134,7 @@ def run(
 
 
 def _run_plan(
-    report: ScanReport,
+    report: ScanResult,
     settings: Settings,
     *,
     yes: bool,
@@ -184,7 +184,7 @@ def _run_plan(
 
 
 def _loop(
-    report: ScanReport,
+    report: ScanResult,
     settings: Settings,
     *,
     dry_run: bool,
@@ -300,7 +300,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 # ---------------------------------------------------------------- the question
 
 
-def _confirmed(report: ScanReport, json_output: bool) -> bool:
+def _confirmed(report: ScanResult, json_output: bool) -> bool:
     console = stderr_console() if json_output else stdout_console()
     targets = [report.target_dir(m) for m in report.missing]
     console.print(plan_table(report.missing, targets=targets))

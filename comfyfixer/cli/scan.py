@@ -16,7 +16,7 @@ import typer
 
 from comfyfixer.cli.console import notice, print_json, stdout_console
 from comfyfixer.config import Settings
-from comfyfixer.scan import ScanReport, report_json, scan_with_settings
+from comfyfixer.scan import ScanResult, scan_json, scan_with_settings
 
 NO_ROOT_NOTICE = (
     "No ComfyUI folder given, so nothing was checked against an install: every model is listed as "
@@ -32,7 +32,7 @@ def settings_from_options(comfyui: Path | None, output_dir: Path) -> Settings:
     return Settings.from_env(os.environ, **overrides)
 
 
-def report_notices(report: ScanReport) -> None:
+def report_notices(report: ScanResult) -> None:
     """Say on stderr what the user should know about a scan before reading its result."""
     if report.comfyui_root is None:
         notice(NO_ROOT_NOTICE, level="warning")
@@ -89,7 +89,7 @@ def scan(
         )
         report_notices(report)
         if json_output:
-            print_json(report_json(report, plan_path=plan_path))
+            print_json(scan_json(report, plan_path=plan_path))
         else:
             from comfyfixer.cli.render import print_scan  # rich tables: only when people read the output
 

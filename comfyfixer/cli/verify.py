@@ -17,7 +17,7 @@ from rich.text import Text
 from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
 from comfyfixer.cli.render import short_path
 from comfyfixer.config import pickle_allowed
-from comfyfixer.models import VerifyReport
+from comfyfixer.models import FileChecks
 from comfyfixer.state.store import DOWNLOADED_FILE, DownloadedModels
 from comfyfixer.verify import verify_download
 
@@ -44,7 +44,7 @@ def verify(
     for warning in store.warnings:
         notice(warning, level="warning")
     allow_pickle = pickle_allowed(os.environ)
-    reports: list[VerifyReport] = []
+    reports: list[FileChecks] = []
     quiet = json_output or not stderr_console().is_terminal
     for i, record in enumerate(records, 1):
         if not quiet:
@@ -94,7 +94,7 @@ def verify(
         raise SystemExit(1)  # not typer.Exit: see cli/run.py
 
 
-def _table(reports: list[VerifyReport]) -> Table:
+def _table(reports: list[FileChecks]) -> Table:
     table = Table(title=f"recorded downloads ({len(reports)})", title_justify="left")
     table.add_column("model", overflow="fold")
     table.add_column("folder")

@@ -17,7 +17,7 @@ from comfyfixer.loop.inbox import Verified
 from comfyfixer.loop.live_status import ActiveDownload
 from comfyfixer.loop.result import ModelResult, VerificationBatch, why
 from comfyfixer.loop.stages import Checker, Reviewer
-from comfyfixer.models import LLMVerdict, VerifyReport
+from comfyfixer.models import FileChecks, LLMVerdict
 from comfyfixer.state.store import DownloadedModels, DownloadRecord, utc_now
 
 
@@ -32,7 +32,7 @@ def accept_download(
     try:
         report = checker.verify(item.model, item.candidate, item.destination, reported)
     except (ComfyFixerError, OSError) as exc:
-        report = VerifyReport(item.model.name, item.model.directory, str(item.destination), False, why(exc))
+        report = FileChecks(item.model.name, item.model.directory, str(item.destination), False, why(exc))
     if not report.ok:
         where = None
         with contextlib.suppress(ComfyFixerError, OSError):
@@ -62,7 +62,7 @@ def accept_download(
     return Verified(item.index, base, report)
 
 
-def review(reviewer: Reviewer, batch: list[VerifyReport]) -> VerificationBatch:
+def review(reviewer: Reviewer, batch: list[FileChecks]) -> VerificationBatch:
     names = [r.name for r in batch]
     try:
         verdicts = reviewer.review(batch)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from comfyfixer import events
 from comfyfixer.loop.result import ModelResult, VerificationBatch
-from comfyfixer.models import Resolution, VerifyReport
+from comfyfixer.models import FileChecks, Resolution
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SearchEnd:
 class Verified:
     index: int
     result: ModelResult
-    report: VerifyReport | None
+    report: FileChecks | None
 
 
 @dataclass

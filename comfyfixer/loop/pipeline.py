@@ -36,7 +36,7 @@ from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
 from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
 from comfyfixer.loop.stages import DownloadProcess, Stages
-from comfyfixer.models import MissingModel, Outcome, Resolution, VerifyReport
+from comfyfixer.models import FileChecks, MissingModel, Outcome, Resolution
 from comfyfixer.state.counter import ScriptCounter
 from comfyfixer.state.store import DownloadedModels, DownloadRecord, StatusFile, model_key
 
@@ -91,7 +91,7 @@ class Pipeline:
         self._work: queue.Queue[Callable[[], inbox.Message] | None] = queue.Queue()
         self._results: dict[int, ModelResult] = {}
         self._verifications: list[VerificationBatch] = []
-        self._batch: list[VerifyReport] = []
+        self._batch: list[FileChecks] = []
         self._outstanding = 0
         self._total = 0
 

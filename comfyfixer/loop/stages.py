@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from comfyfixer.models import Candidate, LLMVerdict, MissingModel, Resolution, VerifyReport
+from comfyfixer.models import Candidate, FileChecks, LLMVerdict, MissingModel, Resolution
 
 LLM_SKIPPED = "LLM verification skipped: no LLM endpoint configured (deterministic checks only)"
 
@@ -26,7 +26,7 @@ class Agent(Protocol):
 
 
 class Reviewer(Protocol):
-    def review(self, reports: list[VerifyReport]) -> list[LLMVerdict]: ...
+    def review(self, reports: list[FileChecks]) -> list[LLMVerdict]: ...
 
 
 class ScriptOutcome(Protocol):
@@ -83,7 +83,7 @@ class Placement(Protocol):
 class Checker(Protocol):
     def verify(
         self, model: MissingModel, candidate: Candidate, path: Path, reported_sha256: str | None
-    ) -> VerifyReport: ...
+    ) -> FileChecks: ...
 
     def quarantine(self, path: Path) -> Path | None: ...
 

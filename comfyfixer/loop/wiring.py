@@ -15,7 +15,7 @@ from comfyfixer.config import pickle_allowed
 from comfyfixer.errors import ComfyFixerError, UnsafePathError
 from comfyfixer.inventory import Inventory
 from comfyfixer.loop.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
-from comfyfixer.models import Candidate, MissingModel, VerifyReport
+from comfyfixer.models import Candidate, FileChecks, MissingModel
 from comfyfixer.paths import safe_destination
 from comfyfixer.resolvers.names import install_name
 from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
@@ -90,7 +90,7 @@ class FileChecker:
 
     def verify(
         self, model: MissingModel, candidate: Candidate, path: Path, reported_sha256: str | None
-    ) -> VerifyReport:
+    ) -> FileChecks:
         return verify_download(
             path,
             name=model.name,

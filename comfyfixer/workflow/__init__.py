@@ -1,4 +1,4 @@
-"""Workflow files to model references: the scan stage.
+"""The workflow parser: one workflow file to the model references it names (the scan stage is `scan/`).
 
 `parse_file`, `parse_bytes` and `parse_document` never raise for bad input: a file that cannot be read
 yields a WorkflowResult whose `error` is a one-line reason. Formats: UI (schema 0.4 and 1, subgraphs,

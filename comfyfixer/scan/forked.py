@@ -8,7 +8,7 @@ chunk's results as it finishes it and writes them all to its own pipe when the q
 Lighter than `concurrent.futures.ProcessPoolExecutor` where it counts for a command that runs for
 under a second: no manager thread competing with the caller for the GIL, no multiprocessing import,
 no fixed split that leaves one core idle. Only for Linux and a single-threaded caller (see
-`scan.parallel_workers`): forking a threaded process could leave a lock held in the child.
+`scan.stage.parallel_workers`): forking a threaded process could leave a lock held in the child.
 """
 
 from __future__ import annotations
