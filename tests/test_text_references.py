@@ -22,7 +22,7 @@ from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.resolvers.huggingface import Publishers
 from comfyfixer.resolvers.names import accepted_names, best_extension_only, install_name
-from comfyfixer.scan import report_json, scan
+from comfyfixer.scan import scan, scan_json
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import FileServer
 from tests.fakes.hub import FakeHub
@@ -179,7 +179,7 @@ def test_scan_plans_prompt_stems_as_text_kind_and_joins_the_loaded_file(tmp_path
     planned = {(m.directory, m.name) for m in report.missing}
     # The lora tag folds into the LoraLoader's file; the embedding stands as its own need.
     assert planned == {("embeddings", "EasyNegative"), ("loras", "add_detail.safetensors")}
-    body = report_json(report)
+    body = scan_json(report)
     kinds = {m["name"]: m["kind"] for m in body["missing"]}
     assert kinds == {"EasyNegative": "text", "add_detail.safetensors": "file"}
     assert {r["kind"] for r in body["text_references"]} == {"text"}
