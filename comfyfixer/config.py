@@ -54,6 +54,15 @@ def pickle_allowed(env: Mapping[str, str]) -> bool:
     return env.get("COMFYFIXER_ALLOW_PICKLE", "").strip() == "1"
 
 
+def _seconds(value: str | None, default: float) -> float:
+    """A positive number of seconds from the environment; the default when unset or not a number."""
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        return default
+    return seconds if seconds > 0 else default
+
+
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
@@ -71,6 +80,9 @@ class Settings:
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
+    # Seconds the LLM may spend on one model (all its requests and retries): minutes, because a model on
+    # a CPU takes 15-40 s per answer. `COMFYFIXER_LLM_TIMEOUT`.
+    llm_timeout: float = 600.0
     extra_allowed_hosts: tuple[str, ...] = ()
     hf_endpoint_overridden: bool = False
     civitai_url_overridden: bool = False
@@ -98,6 +110,7 @@ class Settings:
             llm_base_url=get("COMFYFIXER_LLM_BASE_URL") or get("OPENAI_BASE_URL"),
             llm_model=get("COMFYFIXER_LLM_MODEL") or get("OPENAI_MODEL"),
             llm_api_key=get("COMFYFIXER_LLM_API_KEY") or get("OPENAI_API_KEY"),
+            llm_timeout=_seconds(get("COMFYFIXER_LLM_TIMEOUT"), 600.0),
             extra_allowed_hosts=hosts,
             hf_endpoint_overridden=hf_endpoint is not None,
             civitai_url_overridden=civitai is not None,

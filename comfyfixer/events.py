@@ -42,6 +42,27 @@ class SearchFinished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentAsked(Event):
+    """The LLM agent starts on one model ("asking Qwen about <name> …")."""
+
+    name: str
+    llm_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConcluded(Event):
+    """What the LLM agent concluded for one model: its outcome, where the file is, or why not."""
+
+    name: str
+    outcome: str  # found | confirmed | ambiguous | not_found | kept | source_error
+    source: str | None  # huggingface | civitai | catalogue | ... for found/confirmed
+    where: str  # repo/path or URL for found/confirmed; "" otherwise
+    reason: str
+    seconds: float
+    tool_calls: int
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadStarted(Event):
     key: str
     name: str

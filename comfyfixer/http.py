@@ -2,20 +2,17 @@
 
 `build_client` makes the one `httpx.Client` a run uses (timeouts, a non-browser user agent, no
 automatic redirects so every hop can be checked). `HttpSession` wraps it with tenacity retries on
-429/5xx/timeouts that honour `Retry-After` and the Hub's `RateLimit` header, per-run memoisation of
-JSON answers (failures are never memoised) and per-source request counters.
+429/5xx/timeouts (the run's one `retry.RetryPolicy`, honouring the wait a server asks for), per-run
+memoisation of JSON answers (failures are never memoised) and per-source request counters.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if
 
 from comfyfixer import __version__
 from comfyfixer.errors import SourceError, redact
+from comfyfixer.retry import RetryPolicy, requested_wait
 from comfyfixer.transport import API_BOUNDS, BoundExceeded, Bounds, Breakers, bounded_transport, timeout_for
 
 log = logging.getLogger(__name__)
@@ -36,24 +34,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.NetworkError,
     httpx.RemoteProtocolError,
 )
-_RATELIMIT_T = re.compile(r"(?:^|;)\s*t=(\d+(?:\.\d+)?)")
-_RATELIMIT_R = re.compile(r"(?:^|;)\s*r=(\d+)")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to retry. Tests pass tiny waits; the defaults suit the real hubs."""
-
-    attempts: int = 4
-    base_wait: float = 1.0  # first back-off, doubled on each retry
-    max_backoff: float = 30.0
-    # A server asking for a longer pause fails the call now (reported as rate-limited) rather than
-    # stalling the whole run.
-    max_server_wait: float = 120.0
-    server_wait_scale: float = 1.0  # tests shrink server-requested waits with this
-
-    def backoff(self, attempt: int) -> float:
-        return float(min(self.max_backoff, self.base_wait * (2 ** max(0, attempt - 1))))
 
 
 def build_client(
@@ -89,37 +69,6 @@ def hub_client(breakers: Breakers | None = None, *, bounds: Bounds = API_BOUNDS)
         follow_redirects=True,
         transport=bounded_transport("httpx2", bounds=bounds, breakers=breakers),
     )
-
-
-def server_wait(response: httpx.Response) -> float | None:
-    """The pause the server asked for: `retry-after-ms`, `Retry-After` (seconds or date) or `RateLimit` t=."""
-    headers = response.headers
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
-    ratelimit = headers.get("ratelimit")
-    if ratelimit and response.status_code == 429:
-        remaining = _RATELIMIT_R.search(ratelimit)
-        reset = _RATELIMIT_T.search(ratelimit)
-        if reset and (remaining is None or remaining.group(1) == "0"):
-            # The Hub's window resets after t seconds; one more second avoids landing on the edge.
-            return float(reset.group(1)) + 1.0
-    return None
 
 
 class RequestCounter:
@@ -187,17 +136,17 @@ class HttpSession:
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
-            asked = server_wait(outcome.result())
-            if asked is not None:
-                return asked * self.policy.server_wait_scale
+            response: httpx.Response = outcome.result()
+            asked = requested_wait(response.headers, response.status_code)
+            return self.policy.wait(state.attempt_number, asked)
         return self.policy.backoff(state.attempt_number)
 
     def _stop_on_long_wait(self, state: RetryCallState) -> bool:
         outcome = state.outcome
         if outcome is None or outcome.failed:
             return False
-        asked = server_wait(outcome.result())
-        return asked is not None and asked > self.policy.max_server_wait
+        response: httpx.Response = outcome.result()
+        return self.policy.too_long(requested_wait(response.headers, response.status_code))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         outcome = state.outcome

@@ -204,7 +204,7 @@ class FileChecks:
         return {name: str(check) for name, check in self.checks.items()}
 
 
-Verdict = Literal["ok", "suspicious"]
+Verdict = Literal["ok", "suspicious", "no_verdict"]  # no_verdict: a suspicion naming no differing check
 
 
 @dataclass(frozen=True, slots=True)

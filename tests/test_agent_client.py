@@ -9,7 +9,6 @@ from openai import OpenAI
 
 from comfyfixer.agent.client import (
     ChatClient,
-    RetryPolicy,
     ThinkingSwitch,
     ToolsUnsupported,
     strip_thinking,
@@ -17,10 +16,11 @@ from comfyfixer.agent.client import (
 )
 from comfyfixer.cli.errors import explain
 from comfyfixer.errors import LLMError
+from comfyfixer.retry import RetryPolicy
 from tests.fakes.llm import FakeLLM, error_body, sample, serve_llm
 
 KEY = "sk-test-secret-key"
-FAST = RetryPolicy(attempts=3, base_wait=0.0, max_wait=0.0)
+FAST = RetryPolicy(attempts=3, base_wait=0.0, max_backoff=0.0)
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOLS = [
     {"type": "function", "function": {"name": "t", "description": "d", "parameters": {"type": "object"}}}

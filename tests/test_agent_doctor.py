@@ -34,7 +34,8 @@ def test_working_endpoint_with_native_tools(fake_llm: FakeLLM) -> None:
     with fake_llm.client() as client:
         status = check_endpoint(_settings(fake_llm), client=client, retry=FAST)
     assert status.ok and status.supports_tools is True and status.models == ("qwen3-8b",)
-    assert status.thinking == "chat_template_kwargs" and "native tool calling" in status.reason
+    assert status.thinking == "chat_template_kwargs" and "tool calling: native tool calls" in status.reason
+    assert status.protocol == "native" and status.tool_calling
     tool = fake_llm.chat_bodies[0]["tools"][0]["function"]
     assert tool["name"] == "ping" and tool["parameters"]["required"] == ["word"]
     assert "LLM agent: qwen3-8b" in status.notice().message
@@ -42,9 +43,30 @@ def test_working_endpoint_with_native_tools(fake_llm: FakeLLM) -> None:
 
 def test_server_without_tools_is_ok_with_the_text_protocol(fake_llm: FakeLLM) -> None:
     fake_llm.reply_error(400, error_body("registry.ollama.ai/library/qwen3:8b does not support tools"))
+    fake_llm.reply_text('{"tool": "ping", "arguments": {"word": "ready"}}')
     with fake_llm.client() as client:
         status = check_endpoint(_settings(fake_llm), client=client, retry=FAST)
     assert status.ok and status.supports_tools is False and "text protocol" in status.reason
+    assert status.protocol == "tool" and "tools" not in fake_llm.chat_bodies[1]
+    assert '{"tool":' in fake_llm.chat_bodies[1]["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    ("content", "shape"),
+    [
+        ('<tool_call>\n{"name": "ping", "arguments": {"word": "ready"}}\n</tool_call>', "tags"),
+        ('{"name": "ping", "arguments": {"word": "ready"}}', "json"),
+        ('```json\n{"name": "ping", "arguments": "{\\"word\\": \\"ready\\"}"}\n```', "fenced"),
+        ('Sure: {"tool": "ping", "arguments": {"word": "ready"}}', "tool"),
+    ],
+)
+def test_tool_calls_written_as_text_are_recognised(fake_llm: FakeLLM, content: str, shape: str) -> None:
+    """Qwen2.5 on llama.cpp writes its call into the text; doctor says so, and it counts as tool calling."""
+    fake_llm.reply_text(content)
+    with fake_llm.client() as client:
+        status = check_endpoint(_settings(fake_llm), client=client, retry=FAST)
+    assert status.ok and status.tool_calling and status.protocol == shape and status.supports_tools
+    assert "tool calling:" in status.reason and "in the text" in status.reason
 
 
 def test_unknown_model_is_not_ok_and_says_what_to_fix(fake_llm: FakeLLM) -> None:
@@ -60,8 +82,8 @@ def test_no_model_configured_uses_the_first_listed(fake_llm: FakeLLM) -> None:
     fake_llm.reply_text("I would rather not call tools.")
     with fake_llm.client() as client:
         status = check_endpoint(_settings(fake_llm, None), client=client, retry=FAST)
-    assert status.ok and status.model == "qwen3-8b" and status.supports_tools is False
-    assert fake_llm.chat_bodies[0]["model"] == "qwen3-8b"
+    assert status.ok and status.model == "qwen3-8b" and not status.tool_calling
+    assert fake_llm.chat_bodies[0]["model"] == "qwen3-8b" and fake_llm.chat_bodies[0]["max_tokens"] > 0
 
 
 def test_dead_and_missing_endpoints() -> None:

@@ -36,7 +36,15 @@ def _verdicts(body: dict[str, Any]) -> dict[str, Any]:
     """Answer for whatever files the request lists; names containing 'odd' are suspicious."""
     files = json.loads(body["messages"][-1]["content"].split("\n", 1)[1])
     verdicts = [
-        {"id": f["id"], "verdict": "suspicious" if "odd" in f["name"] else "ok", "reason": "checked"}
+        {"id": f["id"], "verdict": "ok", "reason": "checked"}
+        if "odd" not in f["name"]
+        else {
+            "id": f["id"],
+            "verdict": "suspicious",
+            "check": "name",
+            "expected": "m.safetensors",
+            "reason": "x",
+        }
         for f in files
     ]
     return completion({"content": json.dumps({"verdicts": verdicts})})

@@ -24,14 +24,16 @@ def fake_llm() -> Iterator[FakeLLM]:
     yield from serve_llm()
 
 
-def _report(name: str, directory: str, ok: bool = True, reason: str = "") -> FileChecks:
+def _report(
+    name: str, directory: str, ok: bool = True, reason: str = "", size: int = 335_304_388
+) -> FileChecks:
     return FileChecks(
         name,
         directory,
         f"/models/{directory}/{name}",
         ok,
         reason,
-        size=335_304_388,
+        size=size,
         sha256="a" * 64,
         expected_sha256="a" * 64 if ok else "b" * 64,
         format="safetensors",
@@ -61,7 +63,13 @@ def test_verdicts_are_validated_and_a_failed_check_stays_suspicious(
         {
             "verdicts": [
                 {"id": "r1", "verdict": "ok", "reason": "a VAE in vae/"},
-                {"id": "r2", "verdict": "suspicious", "reason": "a VAE placed in loras/"},
+                {
+                    "id": "r2",
+                    "verdict": "Suspicious",
+                    "check": "folder",
+                    "expected": "vae",
+                    "reason": "a VAE placed in loras/",
+                },
                 {"id": "r3", "verdict": "ok", "reason": "looks fine to me"},
             ]
         }
@@ -72,7 +80,7 @@ def test_verdicts_are_validated_and_a_failed_check_stays_suspicious(
         ("flux_vae.safetensors", "suspicious"),
         ("broken.safetensors", "suspicious"),  # the model said ok; the failed sha256 check wins
     ]
-    assert verdicts[1].reason == "a VAE placed in loras/"
+    assert verdicts[1].reason == "folder is loras, expected vae: a VAE placed in loras/"
     assert verdicts[2].reason.startswith("deterministic check failed: sha256 differs")
     sent = json.loads(fake_llm.chat_bodies[0]["messages"][1]["content"].split("\n", 1)[1])
     assert sent[1]["folder"] == "loras" and sent[2]["deterministic_ok"] is False
@@ -119,3 +127,26 @@ def test_empty_batch_asks_nothing(reviewer: Reviewer) -> None:
 
 def test_no_endpoint_means_no_reviewer() -> None:
     assert build_reviewer(Settings()) is None
+
+
+@pytest.mark.parametrize(
+    ("verdict", "why"),
+    [
+        ({"reason": "size 19271 is not the expected size of 19271"}, "names no check"),
+        (
+            {"check": "size", "expected": "19,271 bytes", "reason": "size 19271 is not 19271"},
+            "is the file's own",
+        ),
+        ({"check": "folder", "reason": "wrong folder"}, "not the value it should have"),
+        ({"check": "name", "expected": "loras/flux_vae.safetensors", "reason": "odd"}, "is the file's own"),
+        ({"check": "sha256", "expected": "unknown", "reason": "hash looks off"}, "is not a sha256"),
+        ({"check": "vibes", "expected": "better", "reason": "feels wrong"}, "names no check"),
+    ],
+)
+def test_a_suspicion_without_a_concrete_differing_check_is_no_verdict(
+    fake_llm: FakeLLM, reviewer: Reviewer, verdict: dict[str, str], why: str
+) -> None:
+    report = _report("flux_vae.safetensors", "loras", size=19271)
+    fake_llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", **verdict}]})
+    [result] = reviewer.review([report])
+    assert result.verdict == "no_verdict" and why in result.reason, result.reason

@@ -12,7 +12,7 @@ import pytest
 
 from comfyfixer.agent import Agent, AgentLimits, RetryPolicy, build_agent
 from comfyfixer.agent.history import HISTORY_FILE
-from comfyfixer.events import Event
+from comfyfixer.events import Event, Notice
 from comfyfixer.models import Candidate, Resolution
 from tests.fakes.fixtures import hf_env  # noqa: F401
 from tests.fakes.llm import FakeLLM, error_body, serve_llm
@@ -65,7 +65,7 @@ def _make(world: World, llm: FakeLLM, **limits: Any) -> Iterator[Setup]:
             world.finder,
             client=client,
             limits=AgentLimits(**limits),
-            retry=RetryPolicy(attempts=2, base_wait=0.0, max_wait=0.0),
+            retry=RetryPolicy(attempts=2, base_wait=0.0, max_backoff=0.0, server_wait_scale=0.0),
             sink=events.append,
         )
         assert agent is not None
@@ -150,7 +150,10 @@ def test_a_grounded_file_with_another_name_is_rejected(setup: Setup) -> None:
     llm.reply_json({"outcome": "found", "repo_id": REPO, "path": "clip_l.safetensors"})
     llm.reply_json(NOT_FOUND)
     assert setup.search().outcome == "not_found"
-    assert "was not listed by list_repo_files" in llm.chat_bodies[2]["messages"][-1]["content"]
+    correction = llm.chat_bodies[2]["messages"][-1]["content"]
+    assert "clip_l.safetensors was not shown by any tool result" in correction
+    assert f"- f1: {REPO}/t5xxl_fp16.safetensors" in correction
+    assert '"file_id": "<one of the ids' in correction
 
 
 def test_malformed_arguments_and_unknown_tool_are_told_to_the_model(setup: Setup) -> None:
@@ -176,18 +179,21 @@ def test_an_endless_tool_loop_is_bounded(world: World, fake_llm: FakeLLM) -> Non
         assert "tool call limit" in answered[2]["error"]
 
 
-def test_a_500_storm_is_a_source_error_and_the_agent_stands_down_once(setup: Setup) -> None:
+def test_the_agent_stands_down_only_after_three_failing_models_in_a_row(setup: Setup) -> None:
     llm = setup.llm
-    for _ in range(4):  # two searches x two attempts
+    for _ in range(6):  # three searches x two attempts
         llm.reply_error(500, error_body("The server had an error", type_="server_error"))
-    first = setup.search()
-    assert first.outcome == "source_error" and "HTTP 500" in first.reason
-    assert setup.agent.available and not setup.events
-    second = setup.search()
-    assert second.outcome == "source_error" and not setup.agent.available
-    assert len(setup.events) == 1 and "direct sources only" in setup.events[0].message
-    third = setup.search()  # no request at all: the fake would fail on an unexpected call
-    assert third.outcome == "source_error" and "not used" in third.reason
+    for _ in range(2):
+        res = setup.search()
+        assert res.outcome == "source_error" and "HTTP 500" in res.reason
+        assert setup.agent.available and not [e for e in setup.events if isinstance(e, Notice)]
+    third = setup.search()
+    assert third.outcome == "source_error" and not setup.agent.available
+    [notice] = [e for e in setup.events if isinstance(e, Notice)]
+    assert "failed for 3 models in a row" in notice.message and "HTTP 500" in notice.message
+    assert "direct sources only" in notice.message
+    fourth = setup.search()  # no request at all: the fake would fail on an unexpected call
+    assert fourth.outcome == "source_error" and "not used" in fourth.reason
 
 
 def test_an_ambiguous_prior_survives_an_endpoint_failure(setup: Setup) -> None:

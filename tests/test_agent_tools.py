@@ -16,10 +16,11 @@ import pytest
 
 from comfyfixer.agent.tools import TOOLS, Ledger, Toolbox, ToolContext
 from comfyfixer.config import Settings
-from comfyfixer.http import RetryPolicy, build_client
+from comfyfixer.http import build_client
 from comfyfixer.models import MissingModel
 from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
+from comfyfixer.retry import RetryPolicy
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.fixtures import hf_env  # noqa: F401
 from tests.fakes.hub import FakeHub

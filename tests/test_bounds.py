@@ -12,12 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from comfyfixer.agent.client import ChatClient, RetryPolicy, make_openai_client
+from comfyfixer.agent.client import ChatClient, make_openai_client
 from comfyfixer.config import Settings
 from comfyfixer.errors import LLMError, SourceError
 from comfyfixer.http import HttpSession, build_client, hub_client
-from comfyfixer.http import RetryPolicy as HttpRetry
 from comfyfixer.resolvers.huggingface import HuggingFaceSource, Publishers
+from comfyfixer.retry import RetryPolicy
+from comfyfixer.retry import RetryPolicy as HttpRetry
 from comfyfixer.transport import Bounds, Breakers, HostDown
 from tests.fakes import FileServer
 from tests.fakes.hostile import HostileServer, Mode
@@ -71,7 +72,7 @@ def test_the_llm_client_stops_every_hostile_answer(hostile: HostileServer) -> No
     chat = ChatClient(
         make_openai_client(settings, timeout=0.7),
         "qwen",
-        retry=RetryPolicy(attempts=3, base_wait=0.0, max_wait=0.0),
+        retry=RetryPolicy(attempts=3, base_wait=0.0, max_backoff=0.0),
         owns_client=True,
     )
     with pytest.raises(LLMError) as caught:

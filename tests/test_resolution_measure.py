@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from comfyfixer.http import RetryPolicy, build_client
+from comfyfixer.http import build_client
 from comfyfixer.models import MissingModel, normalise_name
 from comfyfixer.resolvers.catalogue import Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.finder import Finder
+from comfyfixer.retry import RetryPolicy
 from tests.fakes.world import World, start_world
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from comfyfixer.config import Settings
-from comfyfixer.http import HttpSession, RetryPolicy, build_client
+from comfyfixer.http import HttpSession, build_client
 from comfyfixer.resolvers.catalogue import CACHE_NAME, Catalogue, VerifiedCatalogue, entry_folder
+from comfyfixer.retry import RetryPolicy
 from tests.fakes import FileServer
 
 FAST = RetryPolicy(attempts=2, base_wait=0.01, max_backoff=0.02, server_wait_scale=0.01)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from comfyfixer.config import Settings
-from comfyfixer.http import RetryPolicy, build_client
+from comfyfixer.http import build_client
 from comfyfixer.models import Hint, MissingModel
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.resolvers.huggingface import Publishers
+from comfyfixer.retry import RetryPolicy
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.hub import FakeHub
 

@@ -8,11 +8,16 @@ import httpx
 import pytest
 
 from comfyfixer.errors import SourceError
-from comfyfixer.http import USER_AGENT, HttpSession, RequestCounter, RetryPolicy, build_client, server_wait
+from comfyfixer.http import USER_AGENT, HttpSession, RequestCounter, build_client
+from comfyfixer.retry import RetryPolicy, requested_wait
 from comfyfixer.transport import Bounds
 from tests.fakes import FileServer
 
 FAST = RetryPolicy(attempts=3, base_wait=0.01, max_backoff=0.02, server_wait_scale=0.01)
+
+
+def server_wait(response: httpx.Response) -> float | None:
+    return requested_wait(response.headers, response.status_code)
 
 
 def _response(status: int, headers: dict[str, str]) -> httpx.Response:

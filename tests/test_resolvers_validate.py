@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from comfyfixer.config import Settings
-from comfyfixer.http import HttpSession, RetryPolicy, build_client
+from comfyfixer.http import HttpSession, build_client
 from comfyfixer.models import Candidate
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
+from comfyfixer.retry import RetryPolicy
 from tests.fakes import FileServer
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.hub import FakeHub

@@ -420,6 +420,16 @@ def test_prompt_offers_y_n_v_and_v_shows_the_hints_before_asking_again(env: Env)
     assert not list((env.work / "output").glob("download_*.sh"))
 
 
+SUSPICIOUS = {
+    "id": "r1",
+    "verdict": "suspicious",
+    "check": "folder",
+    "expected": "vae",
+    "reason": "a VAE",
+}
+SUSPICIOUS_WORDS = "folder is loras, expected vae: a VAE"
+
+
 def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env) -> None:
     from tests.fakes.llm import serve_llm
 
@@ -430,11 +440,11 @@ def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env
     wf = workflow(env.work / "agent.json", [("secret_lora.safetensors", None, None)])
     key = "sk-e2e-secret-key"
     for llm in serve_llm():
-        llm.reply_tool_calls(("ping", {"word": "ready"}))  # the one-time endpoint check
+        # No pre-run check: the first search request is the health probe.
         llm.reply_tool_calls(("search_huggingface", {"query": "odd"}))
         llm.reply_tool_calls(("list_repo_files", {"repo_id": "someone/odd-name"}))
         llm.reply_json({"outcome": "found", "file_id": "f1", "reason": "the only exact name"})
-        llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", "reason": "unknown uploader"}]})
+        llm.reply_json({"verdicts": [SUSPICIOUS]})
         environ = {
             **env.environ(),
             "COMFYFIXER_LLM_BASE_URL": llm.base_url,
@@ -450,14 +460,13 @@ def test_llm_agent_finds_what_direct_sources_miss_and_reviews_the_batch(env: Env
         (batch,) = report["verifications"]
         assert batch["llm"] is True
         verdicts = [(v["verdict"], v["reason"]) for v in batch["verdicts"]]
-        assert verdicts == [("suspicious", "unknown uploader")]
+        assert verdicts == [("suspicious", SUSPICIOUS_WORDS)]
         # Without --json the summary names the suspicious file and says why.
         (env.loras / "secret_lora.safetensors").unlink()
-        llm.reply_tool_calls(("ping", {"word": "ready"}))
-        llm.reply_json({"verdicts": [{"id": "r1", "verdict": "suspicious", "reason": "unknown uploader"}]})
+        llm.reply_json({"verdicts": [SUSPICIOUS]})
         proc = env.cli(*(arg for arg in env.args(wf) if arg != "--json"), environ=environ)
         shown = proc.stdout + proc.stderr
-        assert "suspicious: secret_lora.safetensors: unknown uploader" in proc.stdout, shown
+        assert f"suspicious: secret_lora.safetensors: {SUSPICIOUS_WORDS}" in proc.stdout, shown
         history = (env.work / "log" / "qwen_search_history.log").read_text()
         assert "someone/odd-name" in history
         for path in (env.work / "log").iterdir():  # the key reaches no log...

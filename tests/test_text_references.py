@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from comfyfixer.config import Settings
-from comfyfixer.http import RetryPolicy, build_client
+from comfyfixer.http import build_client
 from comfyfixer.inventory import Inventory
 from comfyfixer.loop.wiring import InventoryPlacement
 from comfyfixer.models import Candidate, MissingModel
@@ -22,6 +22,7 @@ from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.resolvers.huggingface import Publishers
 from comfyfixer.resolvers.names import accepted_names, best_extension_only, install_name
+from comfyfixer.retry import RetryPolicy
 from comfyfixer.scan import scan, scan_json
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import FileServer

@@ -10,10 +10,11 @@ What the pipeline uses:
 """
 
 from comfyfixer.agent.build import build_agent, build_reviewer
-from comfyfixer.agent.client import ChatClient, RetryPolicy, make_openai_client
+from comfyfixer.agent.client import ChatClient, make_openai_client
 from comfyfixer.agent.doctor import EndpointStatus, check_endpoint
 from comfyfixer.agent.review import Reviewer
 from comfyfixer.agent.search import Agent, AgentLimits
+from comfyfixer.retry import RetryPolicy
 
 __all__ = [
     "Agent",

@@ -1,8 +1,9 @@
 """Building the agent and the reviewer from Settings, the resolver Finder and an injected OpenAI client.
 
-Both builders return None when there is no usable endpoint (not configured, or the one-time
-`check_endpoint` said it does not work): the run then uses the direct sources only. When no client is
-injected one is built here and closed by `Agent.close()`.
+Both builders return None when no endpoint is configured (or a `status` passed in says it does not
+work): the run then uses the direct sources only. A run passes no status: there is no pre-run gate, the
+agent's first real request is the health probe, and its failures are handled per model. When no
+client is injected one is built here and closed by `Agent.close()`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from comfyfixer.agent.client import ChatClient, RetryPolicy, make_openai_client
+from comfyfixer.agent.client import ChatClient, make_openai_client
 from comfyfixer.agent.doctor import EndpointStatus
 from comfyfixer.agent.history import SearchHistory
 from comfyfixer.agent.review import Reviewer
 from comfyfixer.agent.search import Agent, AgentLimits, CandidateValidator
 from comfyfixer.agent.tools import Sources
 from comfyfixer.events import EventSink, null_sink
+from comfyfixer.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -39,11 +41,10 @@ def _chat(
 ) -> ChatClient | None:
     if not settings.llm_base_url or (status is not None and not status.ok):
         return None
-    model = (status.model if status is not None else None) or settings.llm_model
-    if not model:
-        return None
+    # No model configured: the client asks the server's list on its first request.
+    model = (status.model if status is not None else None) or settings.llm_model or ""
     return ChatClient(
-        client if client is not None else make_openai_client(settings),
+        client if client is not None else make_openai_client(settings, timeout=settings.llm_timeout),
         model,
         thinking=status.thinking if status is not None else None,
         retry=retry,
@@ -73,7 +74,7 @@ def build_agent(
         validator=finder.validator,
         host_allowed=settings.host_allowed,
         history=SearchHistory(history_dir if history_dir is not None else settings.log_dir, settings.secrets),
-        limits=limits,
+        limits=limits or AgentLimits(time_budget=settings.llm_timeout),
         supports_tools=status.supports_tools is not False if status is not None else True,
         secrets=settings.secrets,
         sink=sink,

@@ -10,10 +10,15 @@ Owns what differs between OpenAI, DashScope, vLLM, Ollama and LM Studio (see the
   "enable_thinking must be set to false" answer selects the DashScope switch. The choice then sticks.
 - `<think>` blocks in `content` and the `reasoning` / `reasoning_content` fields are split off: callers
   only ever see the answer; the thoughts are returned separately for the history log.
-- 429 (except `insufficient_quota`), 408/409, 5xx, timeouts and connection errors are retried with
-  tenacity, honouring `retry-after-ms` / `Retry-After` (build the OpenAI client with `max_retries=0` so
-  these waits are the only ones). Everything that still fails becomes an `LLMError` carrying the status
-  and the server's own words (LM Studio's plain-string error body included), with secrets removed.
+- 429 (except `insufficient_quota`), 408/409, 5xx, timeouts and connection errors are retried under the
+  one `retry.RetryPolicy`, honouring `retry-after-ms` / `Retry-After`, and never past the caller's
+  deadline (the per-model time bound): each request's timeout is what is left of it. We retry, the SDK
+  does not (`max_retries=0`, also forced on an injected client), so a failure is never retried twice
+  over. Everything that still fails becomes an `LLMError` carrying the status and the server's own
+  words (LM Studio's plain-string error body included), with secrets removed.
+- Every request carries `max_tokens` (`max_completion_tokens` where a server refuses the older name),
+  so a runaway answer is bounded.
+- With no model configured, the first request asks `GET /models` and uses the first one listed.
 - A 400 saying the server cannot do tools raises `ToolsUnsupported`, so the agent can fall back to its
   JSON-in-text protocol.
 
@@ -22,7 +27,6 @@ Owns what differs between OpenAI, DashScope, vLLM, Ollama and LM Studio (see the
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import re
@@ -34,7 +38,8 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from comfyfixer.errors import LLMError, LLMNotConfigured, LLMUnavailable, redact
+from comfyfixer.errors import LLMError, LLMModelMissing, LLMNotConfigured, LLMUnavailable, redact
+from comfyfixer.retry import RetryPolicy, requested_wait
 from comfyfixer.transport import LLM_BOUNDS, BoundExceeded, Breakers
 
 if TYPE_CHECKING:
@@ -59,8 +64,15 @@ _SWITCH_REJECTED = re.compile(
     re.I,
 )
 _DASHSCOPE_NEEDS_SWITCH = re.compile(r"enable_thinking must be set to false", re.I)
-# The SDK's own limit: a longer Retry-After than this means "do not retry now".
-_MAX_HONOURED_RETRY_AFTER = 120.0
+_MAX_TOKENS_REJECTED = re.compile(
+    r"max_tokens.*(?:not supported|unsupported|max_completion_tokens)", re.I | re.S
+)
+# LLM servers get more tries than the hubs: a loaded local model or a proxy under load answers 429/503
+# for a while. The caller's deadline bounds them all.
+LLM_RETRY = RetryPolicy(attempts=8, base_wait=1.0, max_backoff=20.0)
+DEFAULT_MAX_TOKENS = 1024
+TIME_HINT = "a slow (CPU) model needs more time: raise COMFYFIXER_LLM_TIMEOUT (seconds per model)"
+DEFAULT_REQUEST_TIMEOUT = 600.0  # a CPU model's first answer can take minutes; the deadline cuts it shorter
 
 
 class ToolsUnsupported(LLMError):
@@ -68,19 +80,11 @@ class ToolsUnsupported(LLMError):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry transient failures; tests pass zero waits."""
-
-    attempts: int = 4
-    base_wait: float = 1.0  # back-off when the server names no wait, doubled per retry
-    max_wait: float = 30.0  # cap of that back-off; a server's own Retry-After (<= 120 s) is honoured as is
-
-
-@dataclass(frozen=True)
 class ToolCall:
     id: str | None  # None when the model wrote the call into its text (no native tool calling)
     name: str
     arguments: str  # a JSON string as the model produced it: may be invalid
+    shape: str = "native"  # how the model wrote it: native, or a text form (for `doctor` and the log)
 
 
 @dataclass(frozen=True)
@@ -139,35 +143,20 @@ def strip_thinking(text: str | None) -> tuple[str, str | None]:
     return out.strip(), joined or None
 
 
-def _header(exc: BaseException, name: str) -> str | None:
+def _asked_wait(exc: BaseException | None) -> float | None:
+    """The wait the server named on a failed call (`retry-after-ms`, `Retry-After`), if any."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    value = headers.get(name)
+    return requested_wait(headers, getattr(response, "status_code", None))
+
+
+def _header(exc: BaseException, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get(name) if headers is not None else None
     return str(value) if value is not None else None
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, then `Retry-After`), if it said."""
-    ms = _header(exc, "retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = _header(exc, "retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -177,8 +166,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         if (_header(exc, "x-should-retry") or "").lower() == "false":
             return False
-        after = retry_after(exc)
-        if after is not None and after > _MAX_HONOURED_RETRY_AFTER:
+        if LLM_RETRY.too_long(_asked_wait(exc)):
             return False
         if exc.status_code == 429:
             return exc.code != "insufficient_quota"
@@ -248,7 +236,7 @@ def make_openai_client(
 
 
 class ChatClient:
-    """One model on one endpoint: `complete(messages, tools)` -> `ChatReply`."""
+    """One model on one endpoint: `complete(messages, tools, deadline)` -> `ChatReply`."""
 
     def __init__(
         self,
@@ -259,17 +247,24 @@ class ChatClient:
         retry: RetryPolicy | None = None,
         secrets: Sequence[str] = (),
         temperature: float = 0.0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         owns_client: bool = False,
     ) -> None:
-        self._client = client
+        # We retry; the SDK must not retry as well (an injected client may come with its default of 2).
+        self._client = client.with_options(max_retries=0) if client.max_retries else client
+        self._owner = client
         self._owns_client = owns_client
         self.model = model
         self.thinking: ThinkingSwitch = thinking or thinking_switch_for(str(client.base_url))
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or LLM_RETRY
         self._secrets = tuple(secrets)
         self._temperature = temperature
+        self.max_tokens = max_tokens
+        self._token_field = "max_tokens"
+        self.request_timeout = request_timeout
         self._sleep = sleep
         self._clock = clock
         self.requests = 0  # chat requests actually sent, retries included
@@ -278,12 +273,12 @@ class ChatClient:
         """Close the OpenAI client if this object built it (an injected one belongs to the caller)."""
         if self._owns_client:
             self._owns_client = False
-            self._client.close()
+            self._owner.close()
 
-    def list_models(self) -> list[str]:
+    def list_models(self, *, deadline: float | None = None) -> list[str]:
         """The model ids the server offers (`GET /models`)."""
         try:
-            page = self._call(lambda: self._client.models.list(), deadline=None)
+            page = self._call(lambda timeout: self._client.models.list(timeout=timeout), deadline=deadline)
         except _BadRequest as bad:
             raise LLMError(bad.text, status=bad.status) from None
         return [m.id for m in page.data]
@@ -295,14 +290,22 @@ class ChatClient:
         tools: Sequence[Message] | None = None,
         deadline: float | None = None,
     ) -> ChatReply:
-        """Send one chat request; raises `ToolsUnsupported` or `LLMError` (after retries)."""
-        switch_retried = False
+        """Send one chat request; `ToolsUnsupported`, or `LLMError` after retries within `deadline`."""
+        if not self.model:
+            self._pick_model(deadline)
+        switch_retried = tokens_retried = False
         while True:
             try:
-                completion = self._call(lambda: self._create(messages, tools), deadline=deadline)
+                completion = self._call(
+                    lambda timeout: self._create(messages, tools, timeout), deadline=deadline
+                )
             except _BadRequest as bad:
                 if tools and _TOOLS_UNSUPPORTED.search(bad.text):
                     raise ToolsUnsupported(bad.text, status=bad.status) from None
+                if not tokens_retried and _MAX_TOKENS_REJECTED.search(bad.text):
+                    tokens_retried = True
+                    self._token_field = "max_completion_tokens"
+                    continue
                 new_switch = None if switch_retried else self._switch_after(bad.text)
                 if new_switch is None:
                     raise LLMError(bad.text, status=bad.status) from None
@@ -313,12 +316,21 @@ class ChatClient:
             return self._reply(completion)
 
     # -- internals -------------------------------------------------------------------------
-    def _create(self, messages: Sequence[Message], tools: Sequence[Message] | None) -> Any:
+    def _pick_model(self, deadline: float | None) -> None:
+        models = self.list_models(deadline=deadline)
+        if not models:
+            raise LLMModelMissing()
+        self.model = models[0]
+        log.info("COMFYFIXER_LLM_MODEL not set; using the first listed model, %s", self.model)
+
+    def _create(self, messages: Sequence[Message], tools: Sequence[Message] | None, timeout: float) -> Any:
         self.requests += 1
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": cast(Any, list(messages)),
             "temperature": self._temperature,
+            self._token_field: self.max_tokens,
+            "timeout": timeout,
         }
         if tools:
             kwargs["tools"] = cast(Any, list(tools))
@@ -338,22 +350,24 @@ class ChatClient:
         named = self.thinking in text
         return "none" if named or _SWITCH_REJECTED.search(text) else None
 
-    def _call(self, fn: Callable[[], Any], *, deadline: float | None) -> Any:
+    def _left(self, deadline: float | None) -> float:
+        return self.request_timeout if deadline is None else deadline - self._clock()
+
+    def _call(self, fn: Callable[[float], Any], *, deadline: float | None) -> Any:
         import openai
 
         policy = self._retry
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            asked = retry_after(exc) if exc is not None else None
-            if asked is not None and asked > 0:
-                return min(asked, _MAX_HONOURED_RETRY_AFTER)
-            return float(min(policy.base_wait * 2 ** (state.attempt_number - 1), policy.max_wait))
+            return policy.wait(state.attempt_number, _asked_wait(exc))
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.attempts:
                 return True
-            return deadline is not None and self._clock() >= deadline
+            # No retry whose wait would end past the deadline, nor one with under a second left to answer.
+            pause = wait(state)
+            return deadline is not None and self._clock() + pause + 1.0 >= deadline
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -361,6 +375,12 @@ class ChatClient:
             log.info(
                 "LLM call failed (%s); retry %d in %.2fs", text, state.attempt_number, state.upcoming_sleep
             )
+
+        def attempt() -> Any:
+            left = min(self.request_timeout, self._left(deadline))
+            if left <= 0:
+                raise _OutOfTime
+            return fn(max(1.0, left))
 
         retrying = tenacity.Retrying(
             stop=stop,
@@ -371,19 +391,26 @@ class ChatClient:
             reraise=True,
         )
         try:
-            return retrying(fn)
+            return retrying(attempt)
+        except _OutOfTime:
+            raise LLMUnavailable(
+                f"the time for this model ran out before the LLM answered ({TIME_HINT})"
+            ) from None
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             text, status = describe_error(exc, self._secrets)
             raise _BadRequest(text, status) from None
         except openai.OpenAIError as exc:
             text, status = describe_error(exc, self._secrets)
             log.debug("LLM call failed for good: %s", text)
+            if isinstance(exc, openai.APITimeoutError):
+                text = f"{text} ({TIME_HINT})"
             raise LLMUnavailable(text, status=status) from None
 
     def _reply(self, completion: Any) -> ChatReply:
-        if not completion.choices:
+        choices = getattr(completion, "choices", None)
+        if not choices:
             raise LLMError("the server answered with no choices")
-        choice = completion.choices[0]
+        choice = choices[0]
         message = choice.message
         content, thoughts = strip_thinking(message.content)
         extra = message.model_extra or {}
@@ -393,13 +420,17 @@ class ChatClient:
         calls = []
         for tc in message.tool_calls or []:
             function = getattr(tc, "function", None)
-            if function is None:
+            if function is None or not getattr(function, "name", None):
                 continue
-            calls.append(ToolCall(id=tc.id, name=function.name, arguments=function.arguments or ""))
+            calls.append(ToolCall(id=tc.id or None, name=function.name, arguments=function.arguments or ""))
         joined = "\n".join(str(t) for t in (reasoning, thoughts) if t) or None
         return ChatReply(
             content=content, tool_calls=calls, finish_reason=choice.finish_reason, reasoning=joined
         )
+
+
+class _OutOfTime(Exception):
+    """Internal: the deadline passed before a request could be sent."""
 
 
 class _BadRequest(Exception):

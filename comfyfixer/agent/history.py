@@ -1,10 +1,11 @@
 """`log/qwen_search_history.log`: every LLM exchange, for a human asking "why did it pick that file?".
 
-One line per event, each prefixed with the time and the model file it concerns: the request sent (new
-messages only, so a long conversation is not repeated on every turn), the reply (with its reasoning
-cut short), each tool call and a summary of its result, rejected answers, and the decision with the
-time spent. Every line passes through `redact()` with the run's secrets, so an API key the model or
-a server echoes cannot reach the file. The folder is created on the first write, never at import.
+One line per event, each prefixed with the time and the model file it concerns: the task (whole,
+never cut), each request (new messages only, the long repeated system prompt shortened to its first
+line), the reply (with its reasoning cut short), each tool call with its arguments and full result,
+rejected answers, and the decision with the time spent. Every line passes through `redact()` with the
+run's secrets, so an API key the model or a server echoes cannot reach the file. The folder is created
+on the first write, never at import.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ class SearchHistory:
         self._lock = threading.Lock()
         self._broken = False
 
-    def write(self, subject: str, kind: str, text: str) -> None:
+    def write(self, subject: str, kind: str, text: str, *, limit: int | None = _MAX_FIELD) -> None:
+        """One line; `limit=None` writes `text` whole (a model's task is never cut)."""
         if self.path is None or self._broken:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        line = redact(f"{stamp} [{subject}] {kind}: {_clip(text)}", self._secrets).replace("\n", "\\n")
+        body = text if limit is None else _clip(text, limit)
+        line = redact(f"{stamp} [{subject}] {kind}: {body}", self._secrets).replace("\n", "\\n")
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +54,7 @@ class SearchHistory:
                 self._broken = True
                 log.warning("cannot write the LLM history log %s: %s", self.path, exc)
 
-    def event(self, subject: str, kind: str, payload: Any) -> None:
+    def event(self, subject: str, kind: str, payload: Any, *, limit: int | None = _MAX_FIELD) -> None:
         """Write `payload` as compact JSON (strings as they are)."""
         text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, default=str)
-        self.write(subject, kind, text)
+        self.write(subject, kind, text, limit=limit)

@@ -12,10 +12,10 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-SEARCH_PROMPT = "search_v1.md"
+SEARCH_PROMPT = "search_v2.md"
 SEARCH_TASK_PROMPT = "search_task_v1.md"
 TEXT_TOOLS_PROMPT = "text_tools_v1.md"
-VERIFY_PROMPT = "verify_v1.md"
+VERIFY_PROMPT = "verify_v2.md"
 
 _SOURCE_CHECKOUT = Path(__file__).resolve().parents[2] / "prompts"
 

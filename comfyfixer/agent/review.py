@@ -1,9 +1,12 @@
 """The LLM verification pass: a second opinion on a batch of downloaded files.
 
 The deterministic reports (path, size, expected vs actual sha256, format header, source, folder) go to
-the model, which answers one verdict per file: ok, or suspicious with a reason (a VAE in loras/, a
-name that does not fit its family). The answer is validated with pydantic. A verdict never overrides a
-failed deterministic check: such a file is always "suspicious", whatever the model says.
+the model, which answers one verdict per file: ok, or suspicious naming the one concrete check that
+differs (`size`, `sha256`, `name` or `folder`) and the value it should have. A suspicion whose check
+is missing, or whose "expected" value equals the file's own ("size 19271 is not the expected size of
+19271"), is recorded as "no_verdict": a placeholder reason never flags a file. The answer is validated
+with pydantic. A verdict never overrides a failed deterministic check: such a file is always
+"suspicious", whatever the model says.
 
 `review` raises `LLMError` when the endpoint fails; the pipeline then records the pass as
 deterministic only ("LLM part skipped"), as it does when no reviewer was built.
@@ -12,10 +15,11 @@ deterministic only ("LLM part skipped"), as it does when no reviewer was built.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from comfyfixer.agent.client import ChatClient, Message
 from comfyfixer.agent.history import SearchHistory
@@ -31,7 +35,19 @@ class _Verdict(BaseModel):
     id: str | None = None
     name: str | None = None
     verdict: Literal["ok", "suspicious"]
+    check: str | None = None
+    expected: str | None = None
     reason: str = ""
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _verdict(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("check", "expected", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, (int, float)) else value
 
 
 class _ReviewAnswer(BaseModel):
@@ -135,6 +151,63 @@ class Reviewer:
                 )
             elif opinion is None:
                 out.append(LLMVerdict(report.name, "ok", "no LLM opinion; deterministic checks passed"))
+            elif opinion.verdict == "suspicious":
+                out.append(_suspicion(report, opinion, said))
             else:
-                out.append(LLMVerdict(report.name, opinion.verdict, said or opinion.verdict))
+                out.append(LLMVerdict(report.name, "ok", said or "ok"))
         return out
+
+
+_CHECK_NAMES = {
+    "size": "size",
+    "bytes": "size",
+    "sha256": "sha256",
+    "hash": "sha256",
+    "sha": "sha256",
+    "name": "name",
+    "filename": "name",
+    "file_name": "name",
+    "folder": "folder",
+    "directory": "folder",
+    "dir": "folder",
+}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _own_value(report: FileChecks, check: str) -> str:
+    value = {"size": report.size, "sha256": report.sha256, "name": report.name, "folder": report.directory}[
+        check
+    ]
+    return "" if value is None else str(value)
+
+
+def _normal(check: str, value: str) -> str:
+    text = value.strip().strip("/").lower()
+    if check == "size":
+        digits = re.sub(r"[\s,_]", "", text)
+        return digits.removesuffix("bytes").removesuffix("b")
+    if check == "name":
+        return text.replace("\\", "/").rsplit("/", 1)[-1]
+    return text
+
+
+def _suspicion(report: FileChecks, opinion: _Verdict, said: str) -> LLMVerdict:
+    """A suspicious verdict if it names a check whose expected value differs from the file's own."""
+    check = _CHECK_NAMES.get((opinion.check or "").strip().lower())
+    expected = (opinion.expected or "").strip()
+    problem = ""
+    if check is None:
+        problem = "names no check (size, sha256, name or folder)"
+    elif not expected:
+        problem = f"names the {check} but not the value it should have"
+    elif _normal(check, expected) == _normal(check, _own_value(report, check)):
+        problem = f"its expected {check} ({expected}) is the file's own"
+    elif check == "sha256" and not _SHA256.match(expected.lower()):
+        problem = f"its expected sha256 ({expected[:80]}) is not a sha256"
+    if problem:
+        reason = f"LLM said suspicious, but {problem}; not recorded" + (f" (LLM: {said})" if said else "")
+        return LLMVerdict(report.name, "no_verdict", reason)
+    own = _own_value(report, check or "") or "unknown"
+    return LLMVerdict(
+        report.name, "suspicious", f"{check} is {own}, expected {expected}: {said or 'no reason given'}"
+    )

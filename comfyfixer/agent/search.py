@@ -1,19 +1,22 @@
 """The agent loop: `Agent.search(model, prior) -> Resolution` for what the direct sources could not settle.
 
-The model talks to the tools (native tool calls, or the JSON-in-text protocol when the server has none)
-and ends with a JSON answer validated by pydantic. The answer is then *grounded*:
+The model talks to the tools (native tool calls, tool calls written into its text in any shape
+`parsing` reads, or the JSON-in-text protocol when the server refuses `tools`) and ends with a JSON
+answer. The answer is then *mapped to what the tools showed* (`Ledger`): the file may be named by its
+id, by a URL (exact, or a Hub `resolve`/`blob` URL of a listed repo+path), by repo + path, or by an
+exact file name that matches exactly one file shown. The product then uses that file's own URL, never
+text from the model, and checks its name, host and the same `Validator` as any other candidate.
 
-- a chosen file must be one a tool showed in this conversation (its id, its exact URL, or a repo+path
-  `list_repo_files` confirmed) or one the direct search already had;
-- its file name must equal the referenced base name (case-insensitive at most);
-- its URL must be on an allowed host, and it must pass the same `Validator` as any other candidate.
+An answer that maps to nothing is refused, and the correction tells the model the exact shape to use
+and lists the ids it may choose. `AgentLimits` caps turns, tool calls and seconds per model (the
+seconds default to `COMFYFIXER_LLM_TIMEOUT`, minutes, for CPU models); every request and retry stays
+inside that bound. The first request is the health probe: there is no separate gate.
 
-A rejected answer (invented URL, disallowed host, wrong name, failed validation) is logged and told to
-the model, which may try again within the bounds: `AgentLimits` caps turns, tool calls and seconds.
-
-Outcomes when the agent cannot settle it: an ambiguous prior stays ambiguous (its candidates kept); an
-endpoint failure is a `source_error` (the search is incomplete, so "not found" would be a lie); after
-`max_endpoint_failures` failing models in a row the agent stands down for the run, said once.
+Outcomes when the agent cannot settle it: an ambiguous or found prior is kept; an endpoint failure is
+a `source_error` (the search is incomplete, so "not found" would be a lie). Only after
+`max_endpoint_failures` models in a row failed at the endpoint does the agent stand down for the run,
+and it says why. The screen gets `AgentAsked` / `AgentConcluded` events; the history log gets each
+model's task, every tool call with its result, and the decision.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from comfyfixer.agent.client import ChatClient, ChatReply, Message, ToolCall, ToolsUnsupported
 from comfyfixer.agent.history import SearchHistory
@@ -34,7 +45,7 @@ from comfyfixer.agent.parsing import extract_json_object, text_tool_calls
 from comfyfixer.agent.prompts import SEARCH_PROMPT, SEARCH_TASK_PROMPT, TEXT_TOOLS_PROMPT, render_prompt
 from comfyfixer.agent.tools import GroundedFile, Sources, Toolbox, ToolContext
 from comfyfixer.errors import ComfyFixerError, LLMError, redact
-from comfyfixer.events import EventSink, Notice, null_sink
+from comfyfixer.events import AgentAsked, AgentConcluded, EventSink, Notice, null_sink
 from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
 from comfyfixer.resolvers.validate import ValidationFailed
 
@@ -49,24 +60,71 @@ class CandidateValidator(Protocol):
 class AgentLimits:
     """Bounds of one search: chat turns, tool calls, wall-clock seconds; and the run-wide stand-down."""
 
-    max_turns: int = 8
+    max_turns: int = 10
     max_tool_calls: int = 12
-    time_budget: float = 180.0
-    max_endpoint_failures: int = 2
+    time_budget: float = 600.0  # seconds per model: `Settings.llm_timeout` when built from settings
+    max_endpoint_failures: int = 3  # models in a row whose every request failed, before standing down
+
+
+def _ids(value: object) -> list[str]:
+    """Candidate ids as models write them: a list of ids, of objects with an id/url, or one string."""
+    items = value if isinstance(value, list) else [value] if value else []
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, dict):
+            item = next((item[k] for k in ("file_id", "id", "url") if item.get(k)), None)
+        if isinstance(item, (str, int)) and str(item).strip():
+            out.append(str(item).strip())
+    return out
 
 
 class SearchAnswer(BaseModel):
-    """The model's final answer (`prompts/search_v1.md`)."""
+    """The model's final answer (`prompts/search_v2.md`), with the key names real models use."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     outcome: Literal["found", "ambiguous", "not_found"]
-    file_id: str | None = None
-    url: str | None = None
-    repo_id: str | None = None
-    path: str | None = Field(None, validation_alias=AliasChoices("path", "filename", "file"))
-    candidate_ids: list[str] = Field(default_factory=list)
+    file_id: str | None = Field(
+        None, validation_alias=AliasChoices("file_id", "id", "fileId", "candidate_id")
+    )
+    url: str | None = Field(None, validation_alias=AliasChoices("url", "download_url", "link"))
+    repo_id: str | None = Field(
+        None, validation_alias=AliasChoices("repo_id", "repo", "repository", "repoId")
+    )
+    path: str | None = Field(
+        None, validation_alias=AliasChoices("path", "filename", "file", "file_name", "path_in_repo")
+    )
+    candidate_ids: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("candidate_ids", "candidates", "ids", "file_ids")
+    )
     reason: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        outcome = data.get("outcome") or data.get("status") or data.get("result")
+        if isinstance(outcome, str):
+            outcome = outcome.strip().lower().replace(" ", "_").replace("-", "_")
+            outcome = {"notfound": "not_found", "none": "not_found", "missing": "not_found"}.get(
+                outcome, outcome
+            )
+        elif outcome is None and any(data.get(k) for k in ("file_id", "id", "url", "repo_id", "repo")):
+            outcome = "found"  # a file named without an outcome is a pick
+        data["outcome"] = outcome
+        return data
+
+    @field_validator("candidate_ids", mode="before")
+    @classmethod
+    def _candidate_ids(cls, value: object) -> list[str]:
+        return _ids(value)
+
+    @field_validator("file_id", "url", "repo_id", "path", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
 
 
 @dataclass
@@ -83,6 +141,8 @@ class _Search:
     tool_calls: int = 0
     requests: int = 0
     evidence: list[str] = field(default_factory=list)
+    answer: str | None = None  # the outcome of the model's accepted final answer (None: limit or failure)
+    seen_calls: dict[tuple[str, str], str] = field(default_factory=dict)  # repeated calls get the old result
 
     @property
     def subject(self) -> str:
@@ -143,12 +203,14 @@ class Agent:
         if not self.available:
             note = f"LLM agent not used: {self.disabled_reason}"
             return self._keep_prior(s, note) or self._result(s, "source_error", note)
+        self.sink(AgentAsked(model.name, self.chat.model or "the configured model"))
         for c in (prior.candidate, *prior.candidates):
             if c is not None and ctx.matches(c.filename):
                 ctx.ledger.add_candidate(c)
+        task = _task(s)
         s.messages = [
             {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": _task(s)},
+            {"role": "user", "content": task},
         ]
         self.history.event(
             s.subject,
@@ -159,8 +221,10 @@ class Agent:
                 "prior": prior.outcome,
                 "protocol": "tools" if self.supports_tools else "text",
                 "model": self.chat.model,
+                "time_budget": self.limits.time_budget,
             },
         )
+        self.history.write(s.subject, "task", task, limit=None)  # never cut: it is what was asked
         try:
             result = self._loop(s)
         except Exception as exc:  # a bug here must cost one model's LLM search, not the run
@@ -177,10 +241,36 @@ class Agent:
                 "reason": result.reason,
                 "turns": s.turns,
                 "tool_calls": s.tool_calls,
+                "requests": s.requests,
                 "seconds": round(seconds, 2),
             },
         )
+        self.sink(self._concluded(s, result, seconds))
         return result
+
+    def _concluded(self, s: _Search, result: Resolution, seconds: float) -> AgentConcluded:
+        c = result.candidate
+        outcome: str = result.outcome
+        if s.answer == "found" and c is not None and c.source != "llm":
+            outcome = "confirmed"
+        elif outcome in ("found", "ambiguous") and s.answer != outcome:
+            outcome = "kept"  # the direct search's answer stands
+        where = ""
+        source = None
+        if c is not None:
+            source = c.source
+            if c.source == "llm":
+                source = c.note.removeprefix("chosen by the LLM agent from ").split(":", 1)[0]
+            where = f"{c.repo}/{c.path_in_repo}" if c.repo and c.path_in_repo else c.url
+        return AgentConcluded(
+            s.model.name,
+            outcome,
+            source,
+            redact(where, self.secrets),
+            result.reason,
+            round(seconds, 1),
+            s.tool_calls,
+        )
 
     def _loop(self, s: _Search) -> Resolution:
         while True:
@@ -209,7 +299,7 @@ class Agent:
             "request",
             {
                 "turn": s.turns,
-                "messages": s.messages[s.logged :],
+                "messages": _for_log(s.messages[s.logged :]),
                 "tools": [t["function"]["name"] for t in tools] if tools else "text protocol",
                 "thinking": self.chat.thinking,
             },
@@ -265,10 +355,21 @@ class Agent:
                 summary = f"{call.name}: refused, tool call limit reached"
             else:
                 s.tool_calls += 1
-                result = self.toolbox.run(call.name, call.arguments, s.ctx)
-                content, summary = result.content, result.summary
+                key = (call.name, _canonical(call.arguments))
+                if key in s.seen_calls:
+                    # A small model repeating itself gets the same answer and a nudge, not a new request.
+                    content = s.seen_calls[key]
+                    content = f'{{"repeated_call":true,"note":"{_REPEAT_NOTE}","result":{content}}}'
+                    summary = f"{call.name}: repeated call, earlier result sent again"
+                else:
+                    result = self.toolbox.run(call.name, call.arguments, s.ctx)
+                    content, summary = result.content, result.summary
+                    s.seen_calls[key] = content
             self.history.event(
-                s.subject, "tool", {"name": call.name, "arguments": call.arguments, "result": summary}
+                s.subject,
+                "tool",
+                {"name": call.name, "arguments": call.arguments, "shape": call.shape, "result": content},
+                limit=None,
             )
             s.evidence.append(f"llm tool {summary}")
             if call.id is not None:
@@ -276,6 +377,7 @@ class Agent:
             else:
                 text_results.append(f"Result of {call.name}: {content}")
         if text_results:
+            text_results.append(_TEXT_RESULTS_TAIL)
             s.messages.append({"role": "user", "content": "\n\n".join(text_results)})
 
     def _conclude(self, s: _Search, reply: ChatReply) -> Resolution | None:
@@ -289,23 +391,47 @@ class Agent:
                 answer = SearchAnswer.model_validate(obj)
             except ValidationError as exc:
                 problem = "your JSON is not a valid answer: " + "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                    f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:3]
                 )
             else:
                 decided = self._ground(s, answer)
                 if isinstance(decided, Resolution):
+                    s.answer = answer.outcome
                     return decided
                 problem = decided
         self.history.event(s.subject, "rejected", problem)
         s.evidence.append(f"llm answer rejected: {problem}")
         s.messages.append({"role": "assistant", "content": reply.content or ""})
-        s.messages.append(
-            {
-                "role": "user",
-                "content": f"Answer rejected: {problem}. Continue, then reply with only the JSON answer.",
-            }
-        )
+        s.messages.append({"role": "user", "content": self._correction(s, problem)})
         return None
+
+    def _correction(self, s: _Search, problem: str) -> str:
+        """The rejection, the exact answer shape, and the ids the model may choose from."""
+        files = list(s.ctx.ledger.files.values())
+        lines = [f"Answer rejected: {problem}."]
+        if files:
+            lines.append(f"Files named {s.model.file_name} that the tools showed (choose by id):")
+            for f in files[:12]:
+                where = (
+                    f"{f.repo_id}/{f.path}"
+                    if f.repo_id and f.path
+                    else (f.candidate.url if f.candidate else "")
+                )
+                lines.append(f"- {f.id}: {where} ({f.source})")
+            lines.append(
+                "Reply with only one JSON object: "
+                '{"outcome": "found", "file_id": "<one of the ids above>", "reason": "..."}, or '
+                '{"outcome": "ambiguous", "candidate_ids": ["<id>", "<id>"], "reason": "..."}, or '
+                '{"outcome": "not_found", "reason": "..."}.'
+            )
+        else:
+            lines.append(
+                f"No tool result has shown a file named {s.model.file_name} yet, so there is no id to "
+                "choose. Call a tool (search_huggingface, list_repo_files, search_civitai, "
+                "lookup_catalogue), or reply with only "
+                '{"outcome": "not_found", "reason": "what you searched"}.'
+            )
+        return "\n".join(lines)
 
     # -- grounding -------------------------------------------------------------------------------
     def _ground(self, s: _Search, answer: SearchAnswer) -> Resolution | str:
@@ -314,26 +440,25 @@ class Agent:
         if answer.outcome == "not_found":
             return self._not_found(s, reason)
         if answer.outcome == "ambiguous":
-            picks: list[Candidate] = []
-            problems: list[str] = []
-            for file_id in answer.candidate_ids:
-                entry = s.ctx.ledger.by_id(file_id)
-                got = self._candidate(s, entry) if entry else f"{file_id!r} is not an id from a tool result"
-                if isinstance(got, Candidate):
-                    picks.append(got)
-                else:
-                    problems.append(got)
-            if not picks:
-                return "none of the candidate_ids is a file a tool showed" + (
-                    f" ({problems[0]})" if problems else ""
-                )
-            return self._result(s, "ambiguous", f"LLM agent: ambiguous: {reason}", candidates=picks)
+            return self._ambiguous(s, answer, reason)
         entry_or_problem = self._locate(s, answer)
         if isinstance(entry_or_problem, str):
             return entry_or_problem
         got = self._candidate(s, entry_or_problem)
         if isinstance(got, str):
             return got
+        prior = s.prior.candidate
+        if s.prior.outcome == "found" and prior is not None and prior.url == got.url:
+            # The direct search's own pick, already validated: confirmed, not re-sourced.
+            return dataclasses.replace(
+                s.prior,
+                reason=redact(
+                    f"{s.prior.reason}; confirmed by the LLM agent: {reason}".lstrip("; "), self.secrets
+                ),
+                candidates=list(s.prior.candidates),
+                evidence=[*s.prior.evidence, *s.evidence],
+                requests=s.prior.requests + s.requests,
+            )
         try:
             validated = self.validator.validate(got) if self.validator is not None else got
         except ValidationFailed as exc:
@@ -345,26 +470,76 @@ class Agent:
         )
         return self._result(s, "found", f"LLM agent: {reason}", candidate=chosen, candidates=[chosen])
 
+    def _ambiguous(self, s: _Search, answer: SearchAnswer, reason: str) -> Resolution | str:
+        picks: list[Candidate] = []
+        problems: list[str] = []
+        for ref in answer.candidate_ids:
+            entry = s.ctx.ledger.by_id(ref) or s.ctx.ledger.by_url(ref)
+            got = self._candidate(s, entry) if entry else f"{ref!r} is not an id from a tool result"
+            if isinstance(got, Candidate):
+                if all(p.url != got.url for p in picks):
+                    picks.append(got)
+            else:
+                problems.append(got)
+        if not picks:
+            return "none of the candidate_ids is a file a tool showed" + (
+                f" ({problems[0]})" if problems else ""
+            )
+        if len(picks) == 1:
+            return "an ambiguous answer needs two or more candidate_ids (for one file answer found)"
+        return self._result(s, "ambiguous", f"LLM agent: ambiguous: {reason}", candidates=picks)
+
     def _locate(self, s: _Search, answer: SearchAnswer) -> GroundedFile | str:
+        """The one shown file the answer names, by id, URL, repo + path or exact file name; or why not."""
         ledger = s.ctx.ledger
+        found: list[GroundedFile] = []
+        problems: list[str] = []
         if answer.file_id:
             entry = ledger.by_id(answer.file_id)
-            return entry or f"{answer.file_id!r} is not an id from a tool result"
+            if entry is not None:
+                found.append(entry)
+            else:
+                problems.append(f"{answer.file_id!r} is not an id from a tool result")
         if answer.url:
-            url = answer.url
-            if not self.host_allowed(url):
-                log.warning("LLM agent proposed a URL on a disallowed host: %s", redact(url, self.secrets))
-                return f"the URL {redact(url, self.secrets)} is on a host downloads are not allowed from"
-            entry = ledger.by_url(url)
-            if entry is None:
-                shown = redact(url, self.secrets)
-                log.warning("LLM agent invented a URL: %s", shown)
-                return f"the URL {shown} appeared in no tool result (invented URLs are never used)"
-            return entry
-        if answer.repo_id and answer.path:
-            entry = ledger.by_repo_path(answer.repo_id, answer.path)
-            return entry or f"{answer.repo_id}/{answer.path} was not listed by list_repo_files"
-        return "a found answer needs a file_id"
+            entry = ledger.by_url(answer.url)
+            if entry is not None:
+                found.append(entry)
+            else:
+                shown = redact(answer.url, self.secrets)
+                if not self.host_allowed(answer.url):
+                    log.warning("LLM agent proposed a URL on a disallowed host: %s", shown)
+                    problems.append(f"the URL {shown} is on a host downloads are not allowed from")
+                else:
+                    log.warning("LLM agent named a URL no tool showed: %s", shown)
+                    problems.append(
+                        f"the URL {shown} appeared in no tool result (invented URLs are never used)"
+                    )
+        if answer.path and not found:
+            named = self._by_repo_and_name(s, answer.repo_id, answer.path)
+            if isinstance(named, GroundedFile):
+                found.append(named)
+            else:
+                problems.append(named)
+        if not found:
+            return "; ".join(problems) if problems else "a found answer must name the file (file_id)"
+        if any(f.id != found[0].id for f in found):
+            return "the answer names two different files (" + ", ".join(sorted({f.id for f in found})) + ")"
+        return found[0]
+
+    def _by_repo_and_name(self, s: _Search, repo_id: str | None, path: str) -> GroundedFile | str:
+        ledger = s.ctx.ledger
+        if repo_id:
+            exact = ledger.by_repo_path(repo_id, path)
+            if exact is not None:
+                return exact
+        matches = ledger.by_name(path, repo_id)
+        if len(matches) == 1:
+            return matches[0]
+        where = f"{repo_id}/{path}" if repo_id else path
+        if not matches:
+            return f"{where} was not shown by any tool result (list the repo's files first)"
+        ids = ", ".join(f.id for f in matches)
+        return f"{len(matches)} shown files match {where} ({ids}): choose one by file_id"
 
     def _candidate(self, s: _Search, entry: GroundedFile) -> Candidate | str:
         """The candidate behind a ledger entry, checked for name and host; or why it cannot be used."""
@@ -436,7 +611,10 @@ class Agent:
         message = redact(exc.message, self.secrets)
         self.history.event(s.subject, "error", f"LLM endpoint failed: {message}")
         if self._failures >= self.limits.max_endpoint_failures and self.disabled_reason is None:
-            self.disabled_reason = f"the LLM endpoint kept failing ({message})"
+            self.disabled_reason = (
+                f"the LLM endpoint failed for {self._failures} models in a row, each after retrying within "
+                f"its {self.limits.time_budget:.0f}s; last: {message}"
+            )
             self.sink(
                 Notice(f"{self.disabled_reason}: direct sources only for the rest of this run", "warning")
             )
@@ -453,6 +631,38 @@ class Agent:
             )
             text += render_prompt(TEXT_TOOLS_PROMPT, tools=tools)
         return text
+
+
+def _for_log(messages: list[Message]) -> list[Message]:
+    """New messages for the history: the repeated system prompt and the task (logged whole as `task`)
+    shortened to a reference, tool results left to their own `tool` lines."""
+    out: list[Message] = []
+    for m in messages:
+        content = m.get("content")
+        if m["role"] == "system" and isinstance(content, str):
+            first = content.strip().split("\n", 1)[0]
+            m = {**m, "content": f"{first} … [system prompt, {len(content)} chars]"}
+        elif m["role"] == "user" and isinstance(content, str) and content.startswith(_TASK_MARK):
+            m = {**m, "content": "[the task, logged above]"}
+        elif m["role"] == "tool":
+            m = {**m, "content": "[the tool result, logged above]"}
+        out.append(m)
+    return out
+
+
+_TASK_MARK = "Find a download source"
+_REPEAT_NOTE = "you already made this call; use its result, try another call, or give your final answer"
+_TEXT_RESULTS_TAIL = (
+    "Call another tool if you need to. When you are done, reply with only the final JSON answer "
+    '(for example {"outcome": "found", "file_id": "f1", "reason": "..."}).'
+)
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except (json.JSONDecodeError, TypeError):
+        return arguments.strip()
 
 
 def _task(s: _Search) -> str:

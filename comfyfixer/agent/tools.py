@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,6 +28,8 @@ from comfyfixer.models import Candidate, MissingModel, base_name
 log = logging.getLogger(__name__)
 
 MAX_RESULT_CHARS = 6000
+# A Hub file URL on any host (a model writes huggingface.co for a mirror too): owner/name/resolve/rev/path
+_HUB_FILE_URL = re.compile(r"^/([^/]+/[^/]+)/(?:resolve|blob|raw)/[^/]+/(.+)$")
 _WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx", ".sft", ".pkl")
 
 
@@ -99,6 +103,27 @@ class GroundedFile:
         return out
 
 
+def hub_file_of_url(url: str) -> tuple[str, str] | None:
+    """(repo id, path) of a Hugging Face `resolve`/`blob` URL, whatever its host; None otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    match = _HUB_FILE_URL.match(parts.path)
+    if match is None:
+        return None
+    return match.group(1), unquote(match.group(2))
+
+
+def _url_key(url: str) -> str:
+    """A URL without scheme, query and fragment: how a model's copy of a shown URL is matched to it."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
+    return f"{(parts.hostname or '').lower()}{unquote(parts.path).rstrip('/')}"
+
+
 class Ledger:
     """Grounded files by id, URL and (repo, path): what 'appeared in a tool result' means."""
 
@@ -152,8 +177,27 @@ class Ledger:
         return self.files.get(file_id.strip())
 
     def by_url(self, url: str) -> GroundedFile | None:
+        """The file shown at this URL: exactly, up to query/scheme, or as a Hub file of a listed repo."""
         known = self._by_url.get(url.strip())
-        return self.files[known] if known else None
+        if known:
+            return self.files[known]
+        key = _url_key(url)
+        for entry_id, entry in self.files.items():
+            if entry.candidate is not None and _url_key(entry.candidate.url) == key:
+                return self.files[entry_id]
+        hub_file = hub_file_of_url(url)
+        return self.by_repo_path(*hub_file) if hub_file else None
+
+    def by_name(self, name: str, repo_id: str | None = None) -> list[GroundedFile]:
+        """Files shown with this base name (case-insensitive), optionally only those of one repo."""
+        wanted = base_name(name).lower()
+        repo = (repo_id or "").strip().lower()
+        return [
+            f
+            for f in self.files.values()
+            if f.file_name.lower() == wanted
+            and (not repo or (f.repo_id or (f.candidate.repo if f.candidate else "") or "").lower() == repo)
+        ]
 
     def by_repo_path(self, repo_id: str, path: str) -> GroundedFile | None:
         known = self._by_repo_path.get((repo_id.strip().lower(), path.strip().lstrip("/")))

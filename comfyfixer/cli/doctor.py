@@ -46,6 +46,8 @@ def doctor(
                     "model": status.model,
                     "models": list(status.models),
                     "supports_tools": status.supports_tools,
+                    "tool_calling": status.tool_calling,
+                    "protocol": status.protocol,
                     "thinking_switch": status.thinking,
                     "seconds": status.seconds,
                 },
@@ -67,6 +69,7 @@ def doctor(
     if status.ok:
         out.print(f"LLM agent: OK: {status.model} at {status.base_url}")
         out.print(f"  {status.reason}; thinking switch: {status.thinking}; answered in {status.seconds:.1f}s")
+        out.print(f"  protocol: {status.protocol_words}")
     elif not status.configured:
         out.print("LLM agent: not configured (optional): runs use the direct sources only.")
         out.print(f"  To enable it: {next_step}")

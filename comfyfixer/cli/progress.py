@@ -136,6 +136,11 @@ class ProgressDisplay:
                 progress.remove_task(task)
         elif isinstance(event, events.VerificationPass):
             progress.console.print(_verification_line(event), markup=False, highlight=False)
+        elif isinstance(event, events.AgentAsked):
+            self._current = f"asking Qwen about {event.name} …"
+            progress.console.print(f"  {agent_line(event)}", markup=False, highlight=False)
+        elif isinstance(event, events.AgentConcluded):
+            progress.console.print(f"  {agent_line(event)}", markup=False, highlight=False)
         progress.update(
             self._overall, description=self._overall_text(), total=self._total or None, completed=self._done
         )
@@ -152,8 +157,29 @@ class ProgressDisplay:
                 line += f" ({event.reason})"
         elif isinstance(event, events.VerificationPass):
             line = _verification_line(event)
+        elif isinstance(event, (events.AgentAsked, events.AgentConcluded)):
+            line = f"  {agent_line(event)}"
         if line is not None:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+_PLACES = {"huggingface": "Hugging Face", "civitai": "Civitai", "catalogue": "the ComfyUI-Manager catalogue"}
+
+
+def agent_line(event: events.AgentAsked | events.AgentConcluded) -> str:
+    """The screen line for the agent starting on a model, or for what it concluded."""
+    if isinstance(event, events.AgentAsked):
+        return f"asking Qwen ({event.llm_model}) about {event.name} …"
+    place = _PLACES.get(event.source or "", event.source or "a tool result")
+    took = f" [{event.seconds:.0f}s, {event.tool_calls} tool call(s)]"
+    if event.outcome == "found":
+        return f"Qwen: {event.name}: found on {place}: {event.where}{took}"
+    if event.outcome == "confirmed":
+        return f"Qwen: {event.name}: confirmed the direct search's pick on {place}: {event.where}{took}"
+    if event.outcome == "kept":
+        return f"Qwen: {event.name}: nothing better; the direct search's answer stands ({event.reason}){took}"
+    words = {"ambiguous": "ambiguous", "not_found": "not found", "source_error": "could not search"}
+    return f"Qwen: {event.name}: {words.get(event.outcome, event.outcome)} ({event.reason}){took}"
 
 
 def _verification_line(event: events.VerificationPass) -> str:

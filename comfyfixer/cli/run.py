@@ -29,6 +29,7 @@ from comfyfixer.cli.errors import UsageError
 from comfyfixer.cli.progress import Mode, ProgressDisplay
 from comfyfixer.cli.render import plan_table, short_path
 from comfyfixer.cli.scan import report_notices, settings_from_options
+from comfyfixer.errors import redact
 from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
@@ -255,28 +256,39 @@ def _attach_llm(
     closers: list[Any],
     search_all: bool,
 ) -> None:
-    from comfyfixer.agent import build_agent, build_reviewer, check_endpoint
+    from comfyfixer.agent import build_agent, build_reviewer
+    from comfyfixer.events import Notice
 
-    status = check_endpoint(settings)
-    display(status.notice())
-    agent = build_agent(settings, finder, status=status, sink=forward)
-    reviewer = build_reviewer(settings, status=status)
+    # No pre-run gate: the agent's first real request is the health probe (a busy CPU model may take
+    # a minute to answer it), and a failing endpoint is handled per model, never by one early timeout.
+    agent = build_agent(settings, finder, sink=forward)
+    reviewer = build_reviewer(settings)
     for item in (agent, reviewer):
         if item is not None:
             closers.append(item)
     stages.agent = agent
     stages.reviewer = reviewer
-    if reviewer is None:
-        why = status.reason if status.configured else "no LLM endpoint configured"
-        stages.reviewer_skip_reason = f"LLM verification skipped: {why} (deterministic checks only)"
-    if search_all and agent is None:
-        from comfyfixer.events import Notice
-
-        display(
-            Notice(
-                "--search llm asked for the LLM agent, but it is unavailable: direct sources only", "warning"
-            )
+    if agent is None:
+        display(Notice("LLM agent: no endpoint configured; direct sources only"))
+        stages.reviewer_skip_reason = (
+            "LLM verification skipped: no LLM endpoint configured (deterministic checks only)"
         )
+        if search_all:
+            display(
+                Notice(
+                    "--search llm asked for the LLM agent, but no endpoint is configured: "
+                    "direct sources only",
+                    "warning",
+                )
+            )
+        return
+    what = settings.llm_model or "the first model it lists"
+    display(
+        Notice(
+            f"LLM agent: {what} at {redact(settings.llm_base_url or '', settings.secrets)}; "
+            f"up to {settings.llm_timeout:.0f}s per model"
+        )
+    )
 
 
 @contextlib.contextmanager

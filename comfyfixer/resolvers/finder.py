@@ -20,7 +20,7 @@ import httpx
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
-from comfyfixer.http import HttpSession, RequestCounter, RetryPolicy, build_client, hub_client
+from comfyfixer.http import HttpSession, RequestCounter, build_client, hub_client
 from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
@@ -30,6 +30,7 @@ from comfyfixer.resolvers.names import accepts, best_extension_only, is_stem, se
 from comfyfixer.resolvers.queries import relevance
 from comfyfixer.resolvers.urls import LinkTarget
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
+from comfyfixer.retry import RetryPolicy
 from comfyfixer.transport import Breakers
 
 if TYPE_CHECKING:

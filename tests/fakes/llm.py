@@ -86,6 +86,8 @@ class FakeLLM(FakeServer):
         self._qlock = threading.Lock()
         self.chat_bodies: list[dict[str, Any]] = []
         self.unexpected: list[str] = []
+        # Answers every request the queue does not (a model that plays a whole conversation).
+        self.responder: Callable[[dict[str, Any]], Scripted | dict[str, Any]] | None = None
 
     @property
     def base_url(self) -> str:
@@ -166,7 +168,7 @@ class FakeLLM(FakeServer):
                 return
             self.chat_bodies.append(body)
             with self._qlock:
-                reply = self._queue.popleft() if self._queue else None
+                reply = self._queue.popleft() if self._queue else self.responder
             if reply is None:
                 self.unexpected.append(f"chat request #{len(self.chat_bodies)} with nothing queued")
                 ex.json(
