@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from comfyfixer.checks.hosts import HostRule
+
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_CATALOG_URL = (
@@ -132,20 +134,18 @@ class Settings:
         hosts.discard("")
         return frozenset(hosts)
 
+    @property
+    def host_rule(self) -> HostRule:
+        """The allowed-host rule, as data: the run's probe and every download script apply it."""
+        return HostRule(self.allowed_hosts, self._configured_hosts, DEFAULT_REDIRECT_HOST_SUFFIXES)
+
     def host_allowed(self, url: str, *, redirect: bool = False) -> bool:
-        """Whether a URL may be downloaded from; `redirect=True` also accepts signed storage hosts."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http"):
-            return False
-        host = (parts.hostname or "").lower()
-        if not host:
-            return False
-        if host in self.allowed_hosts:
-            # Plain http only for hosts the user configured (local mirrors, tests).
-            return parts.scheme == "https" or host in self._configured_hosts
-        if redirect and parts.scheme == "https":
-            return any(host.endswith(sfx) for sfx in DEFAULT_REDIRECT_HOST_SUFFIXES)
-        return False
+        """Whether a URL may be downloaded from; `redirect=True` also accepts signed storage hosts.
+
+        Plain http only for hosts the user configured (local mirrors, tests); `checks.hosts` holds
+        the rule, so a download script applies the very same one to every hop.
+        """
+        return self.host_rule.allows(url, redirect=redirect)
 
     @property
     def _configured_hosts(self) -> frozenset[str]:

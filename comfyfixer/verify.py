@@ -9,37 +9,35 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import struct
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
+from comfyfixer.checks import pickles
+from comfyfixer.checks.formats import (
+    EXPECTED_FORMATS,
+    PICKLE_EXTENSIONS,
+    detect_format,
+    format_problem,
+    looks_like_error_page,
+)
 from comfyfixer.models import Check, FileChecks
+
+__all__ = [
+    "EXPECTED_FORMATS",
+    "PICKLE_EXTENSIONS",
+    "detect_format",
+    "looks_like_error_page",
+    "pickle_verdict",
+    "quarantine",
+    "sha256_file",
+    "sidecar_sha256",
+    "verify_download",
+]
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-SNIFF_BYTES = 512
-# A safetensors JSON header above this is not plausible (real ones are KBs to a few MB).
-MAX_SAFETENSORS_HEADER = 100 << 20
-# Pickle-based files (or zips of pickles): scanned before install, by the script and again here.
-PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
-# What each extension must look like; a format outside the set fails the check.
-EXPECTED_FORMATS: dict[str, frozenset[str]] = {
-    ".safetensors": frozenset({"safetensors"}),
-    ".sft": frozenset({"safetensors"}),
-    ".gguf": frozenset({"gguf"}),
-    ".ckpt": frozenset({"pickle-zip", "pickle"}),
-    ".pt": frozenset({"pickle-zip", "pickle"}),
-    ".pth": frozenset({"pickle-zip", "pickle"}),
-    ".pkl": frozenset({"pickle-zip", "pickle"}),
-    ".pt2": frozenset({"pickle-zip"}),
-    ".onnx": frozenset({"onnx"}),
-}
-_HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"<!--")
-_JSON_ERROR_KEYS = (b'"error', b'"message', b'"detail', b'"code')
 
 
 def sha256_file(path: Path) -> str:
@@ -73,88 +71,6 @@ def sidecar_sha256(path: Path) -> str | None:
     if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
         return digest
     return None
-
-
-def looks_like_error_page(head: bytes) -> bool:
-    """An HTML page or a JSON error body, judged from the first bytes of a file."""
-    text = head[:SNIFF_BYTES].lstrip().lower()
-    if text.startswith(_HTML_PREFIXES):
-        return True
-    if text.startswith(b"{"):
-        return text[1:].lstrip().startswith(_JSON_ERROR_KEYS)
-    return False
-
-
-def _safetensors_problem(fh: BinaryIO, size: int) -> str | None:
-    raw = fh.read(8)
-    if len(raw) < 8:
-        return "shorter than a safetensors header"
-    (length,) = struct.unpack("<Q", raw)
-    if length < 2 or length > MAX_SAFETENSORS_HEADER:
-        return f"implausible safetensors header length {length}"
-    if 8 + length > size:
-        return f"safetensors header length {length} runs past the end of the file"
-    try:
-        header = json.loads(fh.read(length))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"safetensors header is not valid JSON ({exc.__class__.__name__})"
-    if not isinstance(header, dict):
-        return "safetensors header is not a JSON object"
-    data_len = size - 8 - length
-    end = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            return f"safetensors tensor {key!r} has no valid data_offsets"
-        end = max(end, offsets[1])
-    if end > data_len:
-        return f"safetensors tensors need {end} data bytes but the file holds {data_len} (truncated?)"
-    return None
-
-
-def detect_format(path: Path) -> tuple[str, str | None]:
-    """`(format, problem)`: what the header says the file is, and why it is broken (None if it is not)."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-        if looks_like_error_page(head):
-            return "error-page", "the file is an HTML page or a JSON error, not a model"
-        if head[:4] == b"GGUF":
-            version = struct.unpack("<I", head[4:8])[0] if len(head) >= 8 else 0
-            return "gguf", None if 1 <= version <= 16 else f"unknown GGUF version {version}"
-        if head[:4] == b"PK\x03\x04":
-            return "pickle-zip", None
-        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-            return "pickle", None
-        if len(head) >= 9 and head[8:9] == b"{":
-            fh.seek(0)
-            return "safetensors", _safetensors_problem(fh, size)
-        if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: how every ONNX model starts
-            return "onnx", None
-    return "unknown", None
-
-
-def scan_pickle(path: Path, extension: str) -> tuple[str, str]:
-    """`("ok"|"dangerous"|"unreadable"|"unavailable", detail)` from picklescan."""
-    try:
-        from picklescan.scanner import scan_bytes
-    except ImportError as exc:
-        return "unavailable", f"picklescan cannot be imported ({exc})"
-    try:
-        with open(path, "rb") as fh:
-            result = scan_bytes(fh, str(path), extension)
-    except Exception as exc:  # the scanner raises many types on malformed input
-        return "unreadable", f"{exc.__class__.__name__}: {exc}"
-    dangerous = sorted(
-        {f"{g.module}.{g.name}" for g in result.globals if getattr(g.safety, "name", "") == "Dangerous"}
-    )
-    if result.issues_count:
-        return "dangerous", ", ".join(dangerous) or f"{result.issues_count} dangerous imports"
-    if result.scan_err:
-        return "unreadable", "the pickle could not be parsed"
-    return "ok", ""
 
 
 def verify_download(
@@ -196,7 +112,7 @@ def verify_download(
     report.size = path.stat().st_size
     checks["size"] = _size_check(report.size, expected_size)
     extension = PurePosixPath(name).suffix.lower() or path.suffix.lower()
-    report.format, checks["format"] = _format_check(path, extension)
+    report.format, checks["format"] = _format_check(path, name if PurePosixPath(name).suffix else path.name)
 
     digest = (actual_sha256 or "").lower() or (sidecar_sha256(path) if trust_sidecar else None)
     if digest is None and (expected_sha256 or not checks["format"].failed):
@@ -204,7 +120,7 @@ def verify_download(
     report.sha256 = digest
     checks["sha256"] = _sha256_check(digest, report.expected_sha256)
     if extension in PICKLE_EXTENSIONS or report.format in ("pickle", "pickle-zip"):
-        checks["pickle"] = _pickle_check(path, extension, allow_pickle)
+        checks["pickle"] = _pickle_check(path, allow_pickle)
     else:
         checks["pickle"] = Check("skipped", "not a pickle format")
 
@@ -224,15 +140,12 @@ def _size_check(size: int, expected: int | None) -> Check:
     return Check("failed", f"{size} bytes, expected {expected}")
 
 
-def _format_check(path: Path, extension: str) -> tuple[str, Check]:
-    """`(format, check)`: what the header says the file is, and whether that fits its extension."""
+def _format_check(path: Path, name: str) -> tuple[str, Check]:
+    """`(format, check)`: what the header says the file is, and whether that fits its name."""
     fmt, problem = detect_format(path)
-    allowed = EXPECTED_FORMATS.get(extension)
-    if problem:
-        return fmt, Check("failed", problem)
-    if allowed is not None and fmt not in allowed:
-        should = "/".join(sorted(allowed))
-        return fmt, Check("failed", f"a {extension} file should be {should}, this is {fmt}")
+    reason = format_problem(fmt, problem, name)
+    if reason:
+        return fmt, Check("failed", reason)
     if fmt == "unknown":
         return fmt, Check("skipped", "no known header to check")
     return fmt, Check("ok")
@@ -246,17 +159,32 @@ def _sha256_check(digest: str | None, expected: str | None) -> Check:
     return Check("failed", f"{digest}, expected {expected}")
 
 
-def _pickle_check(path: Path, extension: str, allow_pickle: bool) -> Check:
-    verdict, detail = scan_pickle(path, extension)
+def pickle_verdict(path: Path) -> tuple[str, str]:
+    """`("ok"|"refused"|"unreadable", detail)` from the pickle gate the download scripts carry."""
+    try:
+        refused = pickles.refused_globals(str(path))
+    except pickles.Unreadable as exc:
+        return "unreadable", str(exc)
+    except OSError as exc:
+        return "unreadable", f"cannot read the file ({exc.strerror or exc})"
+    if refused:
+        return "refused", ", ".join(refused)
+    return "ok", ""
+
+
+def _pickle_check(path: Path, allow_pickle: bool) -> Check:
+    verdict, detail = pickle_verdict(path)
     if verdict == "ok":
         return Check("ok")
     if allow_pickle:
         return Check("skipped", f"{verdict} ({detail}), allowed by COMFYFIXER_ALLOW_PICKLE")
-    if verdict == "dangerous":
-        return Check("failed", f"dangerous imports: {detail}")
-    if verdict == "unavailable":
-        return Check("failed", f"cannot scan the pickle: {detail}")
-    return Check("failed", f"the pickle could not be scanned: {detail}")
+    if verdict == "refused":
+        return Check(
+            "failed",
+            f"the pickle imports globals that weights files do not use: {detail};"
+            " set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source",
+        )
+    return Check("failed", f"the pickle could not be checked: {detail}")
 
 
 def quarantine(path: Path) -> Path:

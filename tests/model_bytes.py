@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import struct
 import zipfile
@@ -28,6 +29,12 @@ def safetensors(tensor_bytes: int = 64, *, metadata: dict[str, str] | None = Non
         + bytes(range(256)) * (tensor_bytes // 256)
         + bytes(tensor_bytes % 256)
     )
+
+
+def random_safetensors(tensor_bytes: int) -> bytes:
+    """A valid safetensors file whose tensor bytes are random: a resume at a wrong offset shows."""
+    valid = safetensors(tensor_bytes)
+    return valid[: len(valid) - tensor_bytes] + os.urandom(tensor_bytes)
 
 
 def gguf(extra: int = 64) -> bytes:

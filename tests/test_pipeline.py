@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from comfyfixer import events
+from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
 from comfyfixer.inventory import Inventory
 from comfyfixer.loop.pipeline import LoopOptions, Pipeline
@@ -30,6 +31,9 @@ from comfyfixer.models import Candidate, FileChecks, LLMVerdict, MissingModel, R
 from comfyfixer.scripts.run import ScriptProcess
 from comfyfixer.state.store import RECORD_KEYS, pid_alive
 from tests.fakes.files import FileServer
+
+# The fakes listen on 127.0.0.1 over plain http: allowed as a user's COMFYFIXER_ALLOW_HOSTS would.
+LOCAL = Settings(extra_allowed_hosts=("127.0.0.1",))
 
 
 @pytest.fixture
@@ -124,7 +128,7 @@ def _setup(
         MissingModel(name=n, directory="loras", workflows=["wf.json"]) for n in [*names, *(extra or {})]
     ]
     finder = TableFinder(table, launcher if slow else None)
-    stages = build_stages(finder, Inventory.load(root), launcher.env, reviewer=reviewer)
+    stages = build_stages(finder, Inventory.load(root), launcher.env, settings=LOCAL, reviewer=reviewer)
     stages.launcher = launcher
     return models, stages, finder, launcher
 
@@ -174,7 +178,7 @@ def test_outcomes_state_files_and_report_shape(tmp_path: Path, server: FileServe
     outcomes = {r.name: r.outcome for r in result.results}
     assert outcomes == {
         "good.safetensors": "downloaded",
-        "bad.pt": "download_failed",
+        "bad.pt": "verify_failed",
         "fake.safetensors": "verify_failed",
         "gone.ckpt": "not_found",
         "amb.pt": "ambiguous",
@@ -222,7 +226,8 @@ def test_outcomes_state_files_and_report_shape(tmp_path: Path, server: FileServe
     }
     assert report["counts"]["downloaded"] == 1 and report["counts"]["failed"] == 6
     [verification] = report["verifications"]  # fewer than six: one pass at the end, deterministic only
-    assert sorted(verification["models"]) == ["fake.safetensors", "good.safetensors"]
+    # The fake never reached its final path: the script's own format check refused it on the part.
+    assert sorted(verification["models"]) == ["good.safetensors"]
     assert verification["llm"] is False and verification["reason"] == LLM_SKIPPED
     assert exit_code(result.results) == 1
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyfixer.config import Settings
 from comfyfixer.scripts.render import (
     BODY_MARKER,
     CARRIED,
@@ -72,6 +73,7 @@ PLANS = {
         source="hint\u202e",
         why="workflow hint\r\nrm -rf /",
         python="/opt/py env/bin/python3",
+        hosts=Settings(extra_allowed_hosts=("127.0.0.1",)).host_rule,
     ),
 }
 
@@ -153,16 +155,18 @@ def test_lint_stand_ins_name_exactly_what_render_writes() -> None:
 
 
 def test_carried_programs_travel_verbatim(tmp_path: Path) -> None:
-    # Plain single-quoting keeps the programs readable in a script: no quote, back-tick or dollar.
     script = render_script(BASE)
-    for variable, file_name in CARRIED.items():
-        program = carried_program(file_name)
-        assert not set(program) & set("'`$"), file_name
-        assert f"{variable}='{program}'" in script
     probe = tmp_path / "probe.sh"
-    probe.write_text(script.split("\nPART=", 1)[0] + "\n" + 'printf %s "$STREAM_PART_PY"')
-    shown = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True).stdout
-    assert shown == carried_program("stream_part.py")
+    shown = "".join(f'printf "%s\\0" "${variable}"\n' for variable in CARRIED)
+    probe.write_text(script.split("\nPART=", 1)[0] + "\n" + shown)
+    out = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True).stdout
+    assert out.split("\0")[:-1] == [carried_program(variable) for variable in CARRIED]
+
+
+def test_carried_programs_need_nothing_but_the_standard_library() -> None:
+    # A script runs on a machine without comfyfixer: its programs may not import the package.
+    for variable in CARRIED:
+        assert not re.search(r"^\s*(from|import)\s+comfyfixer", carried_program(variable), re.M), variable
 
 
 def test_bash_reads_the_exact_values(tmp_path: Path) -> None:
@@ -200,11 +204,30 @@ def test_pickle_extension_is_flagged_for_scanning() -> None:
     assert _assignments(render_script(BASE))["PICKLE_EXT"] == ""
 
 
-def test_https_url_only_allows_https_redirects() -> None:
-    # The protocol list is derived at run time from the URL's scheme; both branches must be present.
-    assert "https://*) PROTOCOLS='=https'" in body()
-    assert "http://*) PROTOCOLS='=http,https'" in body()
-    assert '--proto-redir "$PROTOCOLS"' in body()
+def test_no_redirect_is_followed_blindly() -> None:
+    # Every hop goes through next_hop (checks/hosts.py); neither tool may follow one on its own.
+    assert "--location" not in body() and "-L " not in body()
+    assert "--max-redirect=0" in body()
+
+
+def test_the_host_rule_is_written_as_data() -> None:
+    values = _assignments(render_script(BASE))
+    rule = Settings().host_rule
+    assert values["ALLOWED_HOSTS"].split() == sorted(rule.allowed)
+    assert values["REDIRECT_SUFFIXES"].split() == list(rule.suffixes)
+    assert values["HTTP_HOSTS"] == "" and values["GRANTED_URL"] == ""
+    local = _assignments(render_script(PLANS["hostile_name"]))
+    assert "127.0.0.1" in local["HTTP_HOSTS"].split()
+
+
+def test_a_url_on_a_host_that_is_not_allowed_needs_a_grant() -> None:
+    url = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    with pytest.raises(ValueError, match="not allowed"):
+        replace(BASE, url=url)
+    granted = replace(BASE, url=url, granted_by="the ComfyUI-Manager catalogue names this file")
+    text = render_script(granted)
+    assert "# granted: the ComfyUI-Manager catalogue names this file" in text
+    assert _assignments(text)["GRANTED_URL"] == url
 
 
 @pytest.mark.parametrize(

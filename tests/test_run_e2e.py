@@ -233,7 +233,7 @@ def test_run_survives_every_download_trap_and_keeps_state(env: Env) -> None:
         "dropped.safetensors": "downloaded",
         "limited.safetensors": "downloaded",
         "login.safetensors": "download_failed",
-        "badhash.safetensors": "download_failed",
+        "badhash.safetensors": "verify_failed",
         "sd15/sub.safetensors": "downloaded",
         "nowhere_at_all_v9.safetensors": "not_found",
     }, proc.stderr

@@ -1,6 +1,6 @@
 """End to end: rendered scripts run by bash against the loopback file server.
 
-Every case runs the real script (curl, tee, the hasher, picklescan through this interpreter) from
+Every case runs the real script (curl, the carried streamer, host check, format check and pickle gate) from
 a folder other than its own, and asserts on what reached the disk and on the server's request log.
 """
 
@@ -18,16 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from comfyfixer.checks.hosts import HostRule
+from comfyfixer.config import Settings
 from comfyfixer.paths import safe_destination
 from comfyfixer.scripts.render import (
     EXIT_AUTH,
+    EXIT_BAD_FORMAT,
     EXIT_BAD_SETTING,
     EXIT_DEST_DIFFERS,
     EXIT_ERROR_PAGE,
     EXIT_INTERRUPTED,
     EXIT_NETWORK,
     EXIT_NO_TOOL,
-    EXIT_SCANNER_MISSING,
     EXIT_SHA256_MISMATCH,
     EXIT_SIZE_MISMATCH,
     EXIT_UNSAFE_PICKLE,
@@ -42,7 +44,10 @@ from tests.fakes.files import FileServer
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
 TOKEN = "hf_test_token_never_to_be_written_4711"
-DATA = os.urandom(300_000)
+# The fakes listen on 127.0.0.1 (plain http, as a user's COMFYFIXER_ALLOW_HOSTS would allow);
+# `localhost` reaches the same servers as another host, allowed here, foreign in test_script_hostile.
+LOCAL_HOSTS = Settings(extra_allowed_hosts=("127.0.0.1", "localhost")).host_rule
+DATA = model_bytes.random_safetensors(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 # Tools the scripts need besides curl/wget, for the PATH-restricted cases.
 BASE_TOOLS = (
@@ -84,6 +89,8 @@ class Rig:
         auth: str | None = None,
         url: str | None = None,
         python: str = sys.executable,
+        hosts: HostRule = LOCAL_HOSTS,
+        granted_by: str | None = None,
     ) -> ScriptPlan:
         self.counter[0] += 1
         return ScriptPlan(
@@ -99,6 +106,8 @@ class Rig:
             why="test",
             python=python,
             user_agent="comfyfixer/0.1.0",
+            hosts=hosts,
+            granted_by=granted_by,
         )
 
     def script(self, plan: ScriptPlan) -> Path:
@@ -204,15 +213,16 @@ def test_the_file_is_hashed_once_while_it_streams(rig: Rig) -> None:
     result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
     assert reported_sha(result.stdout) == SHA
-    # One probe that Python works, then one streaming pass that writes and hashes: nothing else.
-    assert calls.read_text().split() == ["python", "python"]
+    # Python: a probe that it works, the host check of the URL, one streaming pass that writes and
+    # hashes, the format check (which reads the header only). No stand-alone hasher ever runs.
+    assert calls.read_text().split() == ["python"] * 4
 
 
-def test_without_python_the_shell_pipeline_streams_and_resumes(rig: Rig) -> None:
+def test_a_script_whose_python_is_gone_uses_python3_on_path(rig: Rig) -> None:
     rig.server.add("/m/x.safetensors", DATA)
     rig.server.drop("/m/x.safetensors", after=70_000)
     plan = rig.plan("/m/x.safetensors", python="/nonexistent/python3")
-    result = rig.run(rig.script(plan))
+    result = rig.run(rig.script(plan), rig.env(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
     assert plan.dest.read_bytes() == DATA
     assert reported_sha(result.stdout) == SHA
@@ -539,7 +549,7 @@ def test_malicious_pickle_is_refused(rig: Rig, allow: str | None) -> None:
     plan = rig.plan("/m/x.ckpt", name="x.ckpt", sha256=None, size=len(bad))
     result = rig.run(rig.script(plan), rig.env(COMFYFIXER_ALLOW_PICKLE=allow) if allow else None)
     assert result.returncode == EXIT_UNSAFE_PICKLE
-    assert "os.system" in result.stderr
+    assert "os.system" in result.stderr and "weights files do not use" in result.stderr
     assert not plan.dest.exists()
 
 
@@ -562,22 +572,24 @@ def test_benign_torch_zip_is_installed(rig: Rig) -> None:
     assert plan.dest.read_bytes() == good
 
 
-def test_scanner_that_cannot_run_refuses_and_keeps_the_download(rig: Rig) -> None:
+def test_without_any_python_nothing_is_downloaded(rig: Rig) -> None:
+    # The checks are Python: without one the script says so before it requests anything.
     good = model_bytes.benign_torch_zip()
     rig.server.add("/m/x.ckpt", good)
     plan = rig.plan("/m/x.ckpt", name="x.ckpt", sha256=None, size=len(good), python="/nonexistent/python3")
-    result = rig.run(rig.script(plan))
-    assert result.returncode == EXIT_SCANNER_MISSING
-    assert "pip install picklescan" in result.stderr
+    result = rig.run(rig.script(plan), rig.env(PATH=restricted_path(rig.tmp, without=())))
+    assert result.returncode == EXIT_NO_TOOL
+    assert "python3 is needed" in result.stderr
+    assert rig.server.requests == []
     assert not plan.dest.exists()
-    assert plan.part.read_bytes() == good
 
 
 def test_garbage_with_a_pickle_extension_is_refused(rig: Rig) -> None:
     rig.server.add("/m/x.ckpt", b"\x01\x02 not a pickle" * 10)
     plan = rig.plan("/m/x.ckpt", name="x.ckpt", sha256=None, size=None)
     result = rig.run(rig.script(plan))
-    assert result.returncode == EXIT_UNSAFE_PICKLE
+    assert result.returncode == EXIT_BAD_FORMAT
+    assert "a .ckpt file should be pickle" in result.stderr
     assert not plan.dest.exists()
 
 
@@ -636,7 +648,7 @@ def test_script_process_reports_sha_and_logs_output(rig: Rig) -> None:
 
 
 def test_terminate_keeps_the_part_and_the_next_run_resumes(rig: Rig) -> None:
-    big = os.urandom(2_000_000)
+    big = model_bytes.random_safetensors(2_000_000)
     rig.server.add("/m/slow.safetensors", big, rate=1_000_000)
     plan = rig.plan("/m/slow.safetensors", sha256=hashlib.sha256(big).hexdigest(), size=len(big))
     script = rig.script(plan)
@@ -662,7 +674,7 @@ def test_terminate_keeps_the_part_and_the_next_run_resumes(rig: Rig) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to read command lines")
 def test_token_is_not_in_any_command_line(rig: Rig) -> None:
-    big = os.urandom(1_000_000)
+    big = model_bytes.random_safetensors(1_000_000)
     rig.server.add("/m/slow.safetensors", big, rate=2_000_000)
     plan = rig.plan("/m/slow.safetensors", sha256=None, size=len(big), auth="huggingface")
     proc = ScriptProcess.start(rig.script(plan), env=rig.env(HF_TOKEN=TOKEN), log_path=rig.tmp / "t.log")

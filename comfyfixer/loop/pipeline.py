@@ -329,8 +329,8 @@ class Pipeline:
             )
             outcome = item.process.result()
             if outcome.returncode != 0:
-                base.reason = failure_reason(outcome)
-                self.sink(events.DownloadFinished(key, item.model.name, "download_failed", base.reason))
+                base.outcome, base.reason = outcome.failure_outcome, failure_reason(outcome)
+                self.sink(events.DownloadFinished(key, item.model.name, base.outcome, base.reason))
                 self._finish(index, item.model, base)
                 continue
             self._live.set(item.model, "verifying", bytes_done=done, total=total, script=item.script.name)

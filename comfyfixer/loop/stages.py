@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from comfyfixer.models import Candidate, FileChecks, LLMVerdict, MissingModel, Resolution
+from comfyfixer.models import Candidate, FileChecks, LLMVerdict, MissingModel, Outcome, Resolution
 
 LLM_SKIPPED = "LLM verification skipped: no LLM endpoint configured (deterministic checks only)"
 
@@ -40,6 +40,9 @@ class ScriptOutcome(Protocol):
 
     @property
     def log_tail(self) -> str: ...
+
+    @property
+    def failure_outcome(self) -> Outcome: ...
 
 
 class DownloadProcess(Protocol):

@@ -11,24 +11,33 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from comfyfixer.config import pickle_allowed
+from comfyfixer.config import Settings, pickle_allowed
 from comfyfixer.errors import ComfyFixerError, UnsafePathError
 from comfyfixer.inventory import Inventory
 from comfyfixer.loop.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.models import Candidate, FileChecks, MissingModel
 from comfyfixer.paths import safe_destination
 from comfyfixer.resolvers.names import install_name
+from comfyfixer.resolvers.urls import token_kind
+from comfyfixer.resolvers.validate import catalogue_grant
 from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
 from comfyfixer.scripts.run import ScriptProcess
 from comfyfixer.verify import quarantine, verify_download
 
 
 class RenderedScripts:
-    """`ScriptMaker`: a `ScriptPlan` from the candidate, rendered by `scripts.render`."""
+    """`ScriptMaker`: a `ScriptPlan` from the candidate, rendered by `scripts.render`.
 
-    def __init__(self, *, python: str = sys.executable, user_agent: str | None = None) -> None:
+    The token is chosen by the URL's origin, whatever source found the candidate; the script gets the
+    run's host rule as data, and a catalogue's grant for a host outside it (with its provenance).
+    """
+
+    def __init__(
+        self, settings: Settings, *, python: str = sys.executable, user_agent: str | None = None
+    ) -> None:
         from comfyfixer.http import USER_AGENT
 
+        self.settings = settings
         self.python = python
         self.user_agent = user_agent or USER_AGENT
 
@@ -45,11 +54,13 @@ class RenderedScripts:
                 url=candidate.url,
                 sha256=candidate.sha256.lower() if candidate.sha256 else None,
                 size=candidate.size,
-                auth=candidate.auth,
+                auth=token_kind(candidate.url, self.settings),
                 source=candidate.source,
                 why=why,
                 python=self.python,
                 user_agent=self.user_agent,
+                hosts=self.settings.host_rule,
+                granted_by=catalogue_grant(candidate, self.settings),
             )
         except ValueError as exc:
             raise ComfyFixerError(f"the candidate cannot become a safe script: {exc}") from exc
@@ -112,13 +123,14 @@ def build_stages(
     inventory: Inventory,
     env: Mapping[str, str],
     *,
+    settings: Settings | None = None,
     agent: Agent | None = None,
     reviewer: Reviewer | None = None,
     reviewer_skip_reason: str = LLM_SKIPPED,
 ) -> Stages:
     return Stages(
         finder=finder,
-        scripts=RenderedScripts(),
+        scripts=RenderedScripts(settings or Settings.from_env(env)),
         launcher=ScriptLauncher(env),
         checker=FileChecker(allow_pickle=pickle_allowed(env)),
         placement=InventoryPlacement(inventory),

@@ -12,13 +12,27 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from comfyfixer.checks.hosts import origin
 from comfyfixer.config import Settings
+from comfyfixer.models import Auth
 
 HF_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.red"})
 _TRAILING_JUNK = ".,;:!?'\"`>]}*"
 _DROP_PARAMS = frozenset({"download"})
 _HF_NON_REPO = frozenset({"api", "datasets", "spaces", "docs", "blog", "models", "organizations", "settings"})
+
+
+def token_kind(url: str, settings: Settings) -> Auth | None:
+    """Whose token a URL may be sent with, from its origin alone (the configured HF endpoint or Civitai
+    URL, or their official https hosts), whatever source found it: catalogue, hint, resolver or agent.
+    """
+    where = origin(url)
+    if where == origin(settings.hf_endpoint) or where in {("https", h, 443) for h in HF_HOSTS}:
+        return "huggingface"
+    if where == origin(settings.civitai_url) or where in {("https", h, 443) for h in CIVITAI_HOSTS}:
+        return "civitai"
+    return None
 
 
 def _strip_trailing(url: str) -> str:

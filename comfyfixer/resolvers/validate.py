@@ -20,7 +20,7 @@ from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError, redact
 from comfyfixer.http import RETRY_STATUSES, HttpSession, error_message
 from comfyfixer.models import Candidate
-from comfyfixer.resolvers.urls import CIVITAI_HOSTS, HF_HOSTS, hf_repo_of
+from comfyfixer.resolvers.urls import hf_repo_of, token_kind
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,6 @@ class Probe:
     hops: int = 0
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return (scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80))
-
-
 def _disposition_name(value: str | None) -> str | None:
     if not value:
         return None
@@ -96,16 +90,25 @@ def _strip_etag(value: str | None) -> str | None:
     return value if _SHA256.match(value) else None
 
 
+def catalogue_grant(candidate: Candidate, settings: Settings) -> str | None:
+    """Why a catalogue's URL on a host outside the allowlist may still be used, or None.
+
+    ComfyUI-Manager's catalogue is curated and fetched from an allowed host: a host it names for a
+    file (Meta's SAM weights, OpenAI's decoder, Google storage) is allowed for that exact URL only.
+    """
+    if candidate.source != "catalogue" or settings.host_allowed(candidate.url):
+        return None
+    where = settings.catalog_url or "the cached catalogue"
+    host = urlsplit(candidate.url).hostname or "?"
+    return f"{host} is allowed for this exact URL because the curated catalogue {where} names it"
+
+
 class Validator:
     """Probes candidates over the run's HTTP session; never follows a redirect it has not checked."""
 
     def __init__(self, settings: Settings, session: HttpSession) -> None:
         self.settings = settings
         self.session = session
-        # Origins (scheme, host, port), not hosts: in tests every server is 127.0.0.1 on its own port,
-        # and a token must never reach a CDN just because it shares a host name.
-        self._hf_origins = {_origin(settings.hf_endpoint), *(("https", h, 443) for h in HF_HOSTS)}
-        self._civitai_origins = {_origin(settings.civitai_url), *(("https", h, 443) for h in CIVITAI_HOSTS)}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _is_civitai_download(self, url: str) -> bool:
@@ -121,12 +124,9 @@ class Validator:
         return {}
 
     def _source_of(self, url: str) -> str:
-        origin = _origin(url)
-        if origin in self._hf_origins:
-            return "huggingface"
-        if origin in self._civitai_origins:
-            return "civitai"
-        return "download"
+        # Origins (scheme, host, port), not hosts: in tests every server is 127.0.0.1 on its own port,
+        # and a token must never reach a CDN just because it shares a host name.
+        return token_kind(url, self.settings) or "download"
 
     def _refusal(self, response: httpx.Response, url: str, candidate: Candidate) -> ValidationFailed:
         status = response.status_code
@@ -184,7 +184,7 @@ class Validator:
     def probe(self, candidate: Candidate) -> Probe:
         """Walk the redirect chain of `candidate.url`; raise ValidationFailed on anything not a file."""
         url = candidate.url
-        if not self.settings.host_allowed(url):
+        if not (self.settings.host_allowed(url) or catalogue_grant(candidate, self.settings)):
             raise ValidationFailed(f"host not allowed: {urlsplit(url).hostname or url!r}")
         ranged = self._is_civitai_download(url)
         method = "GET" if ranged else "HEAD"
@@ -244,6 +244,19 @@ class Validator:
         """
         probe = self.probe(candidate)
         kind = probe.content_type.split(";", 1)[0].strip()
+        web_page = kind.startswith(("text/html", "application/xhtml"))
+        if web_page and self._source_of(candidate.url) == "civitai":
+            # Civitai answers a download it will not give anonymously with its login page, as a 200.
+            need = (
+                "check CIVITAI_API_TOKEN (it was sent and Civitai still showed its login page)"
+                if self.settings.civitai_token
+                else "set CIVITAI_API_TOKEN to a Civitai API key"
+            )
+            raise ValidationFailed(
+                f"Civitai answered with a web page (its login page), not the file: {need}",
+                auth_required=True,
+                status=probe.status,
+            )
         if any(kind.startswith(bad) for bad in _BAD_TYPES):
             raise ValidationFailed(f"server answered {kind or 'an unknown type'}, not a model file")
         if not probe.size or probe.size <= 0:

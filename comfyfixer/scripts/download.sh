@@ -6,21 +6,30 @@
 # must match the constants in `render.py` (a test checks each one).
 #
 # Notes on the choices below (why, not what):
-# - The sha256 is computed while the bytes stream: `{ cat part; curl | tee -a part; } | hasher`.
-#   A retry re-hashes what the part already holds, so the final digest always covers the whole file,
-#   and a successful download is hashed exactly once.
-# - The hasher is picked by a self-test on empty input: openssl, then the rendering Python, then
-#   sha256sum/shasum. coreutils' sha256sum runs near 200 MB/s on common CPUs, the speed of a fast
-#   link, while openssl and hashlib use the CPU's SHA extensions.
-# - The token goes to curl through `--header @<(printf …)`: printf is a bash builtin and the header
-#   travels through a pipe, so it appears neither in the script, nor in `ps`, nor on disk. curl
-#   (>= 7.58) does not forward a custom Authorization header when a redirect changes host or port.
-# - wget forwards custom headers to redirect targets, so it is used only when no token is needed.
+# - Every guarantee is enforced here, where the bytes move, so a script run by hand is as safe as
+#   one the run starts: Python 3 (standard library only) is required for that, and the checks are
+#   the very modules the run imports (`comfyfixer/checks/`), carried as quoted text.
+# - Redirects are followed one hop at a time (no `curl --location`): every target is checked
+#   against the allowed hosts and suffixes written above (`checks/hosts.py`) before it is
+#   requested, for curl and wget alike. A refused hop ends the script (exit 21) naming the host.
+# - The token goes only to the origin of the download URL (the hub or Civitai endpoint it belongs
+#   to), never to a redirect target elsewhere. It reaches curl through `--header @<(printf …)`:
+#   printf is a bash builtin and the header travels through a pipe, so it appears neither in the
+#   script, nor in `ps`, nor on disk. wget can only take it on its command line, so wget is used
+#   only when no token is needed.
+# - The sha256 is computed while the bytes stream (`carried/stream_part.py`): a retry re-hashes
+#   what the part already holds, so the final digest covers the whole file and a successful
+#   download is hashed once. The same program writes only a 2xx body, refuses a compressed one and
+#   stops as soon as the part would pass the published (else announced) size.
+# - The format check and the pickle gate run on `<file>.part`, before anything is moved into place.
+# - The hasher for files already on disk is picked by a self-test on empty input: openssl, then
+#   Python, then sha256sum/shasum (openssl and hashlib use the CPU's SHA extensions).
 #
 # Lint-only stand-ins for what render.py writes (shellcheck reads this file on its own):
 DEST='' DEST_DIR='' BASE_NAME='' URL='' EXPECTED_SIZE='' EXPECTED_SHA256='' AUTH_VAR=''
 PYTHON='' USER_AGENT='' PICKLE_EXT=''
-SHA256_STDIN_PY='' STREAM_PART_PY='' PICKLESCAN_GATE_PY=''
+ALLOWED_HOSTS='' HTTP_HOSTS='' REDIRECT_SUFFIXES='' GRANTED_URL=''
+SHA256_STDIN_PY='' STREAM_PART_PY='' HOSTS_PY='' FORMATS_PY='' PICKLES_PY=''
 # ---- body: render.py copies every line below into each script ----
 PART="$DEST.part"
 REJECTED="$DEST.rejected"
@@ -33,7 +42,8 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 HOLD_LOCK=0
 HASHER=""
-STREAMER=pipeline
+FORMAT=""
+MAX_HOPS=10
 
 say() { printf 'comfyfixer: %s\n' "$*" >&2; }
 fail() {
@@ -88,29 +98,20 @@ hash_file() {
   printf '%s\n' "${out%% *}"
 }
 
-# An HTML page or a JSON error saved in place of a model. NULs become \001 so that binary headers
-# (safetensors' length prefix, pickle opcodes) can never look like text.
-looks_like_error_page() {
-  local head
-  head=$(LC_ALL=C head -c 512 -- "$1" | LC_ALL=C tr '\000' '\001' |
-    LC_ALL=C tr '[:upper:]' '[:lower:]') || return 1
-  head="${head#"${head%%[![:space:]]*}"}"
-  case $head in
-    '<!doctype'* | '<html'* | '<?xml'* | '<head'* | '<body'* | '<!--'*) return 0 ;;
-    '{'*)
-      head="${head#\{}"
-      head="${head#"${head%%[![:space:]]*}"}"
-      case $head in '"error'* | '"message'* | '"detail'* | '"code'*) return 0 ;; esac ;;
-  esac
-  return 1
+# The format check of `checks/formats.py` (the one `comfyfixer verify` runs): 0 passes, 1 fails,
+# 2 unreadable, 3 an HTML page or JSON error. The reason goes to stderr; FORMAT is set to what the
+# header says the file is.
+format_check() {
+  local rc=0
+  FORMAT=$("$PYTHON" -S -c "$FORMATS_PY" "$1" "$BASE_NAME") || rc=$?
+  return "$rc"
 }
 
 reject() {
   local code=$1
   shift
   mv -f -- "$PART" "$REJECTED" 2>/dev/null || rm -f -- "$PART"
-  say "$*"
-  say "the rejected file was moved aside to $REJECTED; nothing was installed"
+  say "$* (nothing was installed; the rejected file was moved aside to $REJECTED)"
   exit "$code"
 }
 
@@ -149,8 +150,8 @@ check_existing() {
     fail 18 "$DEST already exists with $size bytes, expected $EXPECTED_SIZE;" \
       "it was left untouched: move it away and run again"
   fi
-  if looks_like_error_page "$DEST"; then
-    fail 18 "$DEST already exists but is an HTML/JSON page, not a model; delete it and run again"
+  if ! format_check "$DEST"; then
+    fail 18 "$DEST already exists but is not a valid model file (see above); delete it and run again"
   fi
   if sha=$(sidecar_sha256); then
     :
@@ -170,11 +171,11 @@ check_existing() {
   exit 0
 }
 
-# Sets HTTP_STATUS, CONTENT_TYPE, RETRY_AFTER and RANGE_TOTAL from the last response in the
-# header dump (curl -D, or wget -S whose lines are indented).
+# Sets HTTP_STATUS, CONTENT_TYPE, RETRY_AFTER, RANGE_TOTAL and LOCATION from the last response in
+# the header dump (curl -D, or wget -S whose lines are indented).
 read_headers() {
   local line name value
-  HTTP_STATUS="" CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL=""
+  HTTP_STATUS="" CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION=""
   [ -f "$WORK/headers" ] || return 0
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line%$'\r'}"
@@ -183,7 +184,7 @@ read_headers() {
       HTTP/*)
         value="${line#* }"
         HTTP_STATUS="${value%% *}"
-        CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" ;;
+        CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION="" ;;
       *:*)
         name=$(printf '%s' "${line%%:*}" | LC_ALL=C tr '[:upper:]' '[:lower:]')
         value="${line#*:}"
@@ -192,6 +193,7 @@ read_headers() {
           content-type) CONTENT_TYPE=$(printf '%s' "$value" | LC_ALL=C tr '[:upper:]' '[:lower:]') ;;
           retry-after) if is_uint "$value"; then RETRY_AFTER=$value; fi ;;
           content-range) case $value in *'*/'*) RANGE_TOTAL="${value##*/}" ;; esac ;;
+          location) LOCATION=$value ;;
         esac ;;
     esac
   done <"$WORK/headers"
@@ -199,51 +201,61 @@ read_headers() {
   is_uint "$RANGE_TOTAL" || RANGE_TOTAL=""
 }
 
-# Body bytes from `offset` on, to stdout.
+# One request, no redirect followed: the body of HOP_URL from byte `offset` on, to stdout, the
+# headers to $WORK/headers. The token goes only where `next_hop` said it may (HOP_TOKEN=1).
 fetch() {
   local offset=$1
   if [ "$FETCHER" = curl ]; then
-    local -a args=(--fail --silent --show-error --location --max-redirs 10
-      --proto "$PROTOCOLS" --proto-redir "$PROTOCOLS" --connect-timeout 30
+    local -a args=(--fail --silent --show-error --proto '=http,https' --connect-timeout 30
       --speed-limit 1024 --speed-time 60 --user-agent "$USER_AGENT"
-      --dump-header "$WORK/headers" --output -)
+      --header 'Accept-Encoding: identity' --dump-header "$WORK/headers" --output -)
     if [ "$offset" -gt 0 ]; then args+=(--continue-at "$offset"); fi
-    if [ -n "$TOKEN" ]; then
-      curl "${args[@]}" --header @<(printf 'Authorization: Bearer %s\n' "$TOKEN") --url "$URL"
+    if [ -n "$TOKEN" ] && [ "$HOP_TOKEN" = 1 ]; then
+      curl "${args[@]}" --header @<(printf 'Authorization: Bearer %s\n' "$TOKEN") --url "$HOP_URL"
     else
-      curl "${args[@]}" --url "$URL"
+      curl "${args[@]}" --url "$HOP_URL"
     fi
   else
-    local -a args=(--no-verbose --server-response --tries=1 --max-redirect=10 --timeout=60
-      --user-agent="$USER_AGENT" --output-document=-)
+    local -a args=(--no-verbose --server-response --tries=1 --max-redirect=0 --timeout=60
+      --user-agent="$USER_AGENT" --header=Accept-Encoding:identity --output-document=-)
     if [ "$offset" -gt 0 ]; then args+=("--start-pos=$offset"); fi
-    wget "${args[@]}" -- "$URL" 2>"$WORK/headers"
+    wget "${args[@]}" -- "$HOP_URL" 2>"$WORK/headers"
   fi
 }
 
-# One attempt: the bytes missing from the part are appended to it while the whole part streams
-# through a single sha256 pass. The Python streamer does it in one process; without Python,
-# `{ cat part; fetch | tee -a part; } | hasher` does the same with more copies.
-transfer() {
-  local offset=$1
-  rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
-  if [ "$STREAMER" = python ]; then
-    set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" >"$WORK/sha"
-    printf '0 %s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
-    set -e
-    return 0
+# Checks a hop with `checks/hosts.py` before it is requested: the download URL itself (no
+# location), or the target of a redirect from HOP_URL. Sets HOP_URL and HOP_TOKEN; a refused host
+# ends the script with exit 21 and the host named (nothing was requested from it).
+next_hop() {
+  local out rc=0
+  out=$("$PYTHON" -S -c "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
+    "$URL" "$@") || rc=$?
+  if [ "$rc" != 0 ]; then
+    fail 21 "stopped before any byte came from a host that is not allowed; the partial file is kept"
   fi
-  {
+  HOP_URL=${out%$'\n'*}
+  case ${out##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
+}
+
+# One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
+# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`).
+# Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
+transfer() {
+  local offset=$1 hops=0
+  next_hop "$URL"
+  while :; do
+    rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
     set +e
-    local cat_rc=0
-    if [ "$offset" -gt 0 ]; then
-      cat -- "$PART"
-      cat_rc=$?
-    fi
-    fetch "$offset" | tee -a -- "$PART"
-    printf '%s %s %s\n' "$cat_rc" "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
-  } | hash_stream >"$WORK/sha" || true
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" >"$WORK/sha"
+    printf '%s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
+    set -e
+    read_headers
+    case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
+    hops=$((hops + 1))
+    if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
+    if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
+    next_hop "$HOP_URL" "$LOCATION"
+  done
 }
 
 backoff() {
@@ -289,40 +301,64 @@ auth_failure() {
     "accept the model's licence on its page, then run again"
 }
 
+# An HTML page instead of the model. From Civitai that is its login page (it answers 200 to a
+# download it will not give anonymously): a login problem, exit 11, with what to do.
+error_page() {
+  if [ "$AUTH_VAR" = CIVITAI_API_TOKEN ]; then
+    rm -f -- "$PART"
+    if [ -n "$TOKEN" ]; then
+      fail 11 "Civitai answered with its login page instead of the file although CIVITAI_API_TOKEN" \
+        "was sent: check the token, then run again"
+    fi
+    fail 11 "Civitai answered with its login page instead of the file: set CIVITAI_API_TOKEN" \
+      "to a Civitai API key and run again"
+  fi
+  reject 12 "$1"
+}
+
 # Same rule as the Python side: any value but empty or 0 allows.
 pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 
-scan_pickle() {
+# The pickle gate of `checks/pickles.py` (the one `comfyfixer verify` runs): every global the
+# pickle names must be one weights files use; anything else is refused unless the user allows it.
+pickle_gate() {
   local rc=0
-  "$PYTHON" -c "$PICKLESCAN_GATE_PY" "$PART" "$PICKLE_EXT" || rc=$?
-  case $rc in
-    0) return 0 ;;
-    1 | 2)
-      if pickle_allowed; then
-        say "warning: installing a pickle file the scanner flagged, because COMFYFIXER_ALLOW_PICKLE=1"
-        return 0
-      fi
-      if [ "$rc" = 1 ]; then
-        reject 16 "refusing to install: the pickle file imports code that can run on load;" \
-          "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
-      fi
-      reject 16 "refusing to install: the pickle file could not be scanned;" \
-        "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source" ;;
-    *)
-      if pickle_allowed; then
-        say "warning: installing an unscanned pickle file, because COMFYFIXER_ALLOW_PICKLE=1"
-        return 0
-      fi
-      fail 19 "cannot scan the pickle file: run '$PYTHON -m pip install picklescan'" \
-        "and run this script again (the download is kept)" ;;
+  "$PYTHON" -S -c "$PICKLES_PY" "$1" || rc=$?
+  [ "$rc" = 0 ] && return 0
+  if pickle_allowed; then
+    say "warning: installing a pickle file the gate refused, because COMFYFIXER_ALLOW_PICKLE=1"
+    return 0
+  fi
+  if [ "$rc" = 1 ]; then
+    reject 16 "refusing to install: the pickle file imports code that weights files do not use;" \
+      "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
+  fi
+  reject 16 "refusing to install: the pickle file could not be checked;" \
+    "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
+}
+
+# What `checks/` says about the finished part, before it is moved into place: the format check
+# (its exit code in $1, an error page already handled), then the pickle gate.
+check_part() {
+  case $1 in
+    0) ;;
+    2) fail 15 "cannot read $PART to check it; run this script again" ;;
+    *) reject 23 "the download is not a valid model file (see the reason above)" ;;
   esac
+  case $PICKLE_EXT/$FORMAT in ?*/* | */pickle | */pickle-zip) pickle_gate "$PART" ;; esac
 }
 
 case $URL in
-  https://*) PROTOCOLS='=https' ;;
-  http://*) PROTOCOLS='=http,https' ;;
+  https://* | http://*) ;;
   *) fail 2 "the URL is not http(s): $URL" ;;
 esac
+# The checks are Python (standard library only): the interpreter that wrote the script, else any
+# python3 on PATH (a script copied to another machine). -S: no site, a third of the start-up time.
+if ! "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1; then
+  PYTHON=python3
+  "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1 ||
+    fail 17 "python3 is needed to check the file before it is installed; install it and run again"
+fi
 TOKEN=""
 case $AUTH_VAR in
   HF_TOKEN) TOKEN="${HF_TOKEN:-${HUGGING_FACE_HUB_TOKEN:-}}" ;;
@@ -346,14 +382,12 @@ if command -v curl >/dev/null 2>&1; then
 elif command -v wget >/dev/null 2>&1; then
   FETCHER=wget
   if [ -n "$TOKEN" ]; then
-    fail 17 "curl is needed to send $AUTH_VAR safely (wget forwards it to redirect targets);" \
+    fail 17 "curl is needed to send $AUTH_VAR safely (wget would show it on its command line);" \
       "install curl and run again"
   fi
 else
   fail 17 "neither curl nor wget is installed; install curl and run this script again"
 fi
-# -S: the streamer needs only the standard library, and starts in a third of the time without site.
-if "$PYTHON" -S -c 'import hashlib' >/dev/null 2>&1; then STREAMER=python; else pick_hasher; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 : >>"$PART" 2>/dev/null || fail 15 "cannot write $PART; check permissions and free space"
 
@@ -373,18 +407,24 @@ while :; do
   fi
   if [ "$offset" -gt 0 ]; then say "resuming at byte $offset"; fi
   transfer "$offset"
-  if ! read -r cat_rc fetch_rc tee_rc <"$WORK/status" 2>/dev/null; then
+  if ! read -r fetch_rc stream_rc <"$WORK/status" 2>/dev/null; then
     fail 15 "the download pipeline stopped unexpectedly; run this script again to resume"
   fi
-  if [ "$cat_rc" != 0 ] || [ "$tee_rc" != 0 ]; then
-    fail 15 "cannot write $PART (disk full?); free some space and run again: the download resumes"
-  fi
-  read_headers
+  case $stream_rc in
+    0) ;;
+    4) restore_part "$offset"
+      fail 22 "the server compressed the model (Content-Encoding) although it was asked not to;" \
+        "nothing was installed" ;;
+    5) rm -f -- "$PART"
+      fail 13 "the server sent more bytes than the file has (${EXPECTED_SIZE:-announced size});" \
+        "the partial file was removed and nothing was installed" ;;
+    *) fail 15 "cannot write $PART (disk full?); free some space and run again: the download resumes" ;;
+  esac
   status=$HTTP_STATUS
   if [ "$fetch_rc" = 0 ] && [ -n "$status" ] && [ "$status" -ge 200 ] && [ "$status" -lt 300 ]; then
     case $CONTENT_TYPE in
       text/html* | application/json* | application/problem+json* | application/xhtml*)
-        reject 12 "the server answered with a web page or an error message ($CONTENT_TYPE), not the model" ;;
+        error_page "the server answered with a web page or an error message ($CONTENT_TYPE), not the model" ;;
     esac
     read -r SHA _ <"$WORK/sha" || SHA=""
     size=$(file_size "$PART")
@@ -421,7 +461,7 @@ while :; do
     *)
       if [ "$FETCHER" = curl ]; then
         case $fetch_rc in
-          1 | 47) fail 10 "the server redirected to a URL that is not allowed (https only, 10 hops)" ;;
+          1) fail 10 "the server answered with a URL curl does not support (http and https only)" ;;
           23) fail 15 "cannot write $PART (disk full?); free some space and run again" ;;
           35 | 51 | 53 | 54 | 58 | 59 | 60 | 77 | 80 | 83 | 90 | 91)
             fail 10 "TLS error talking to the server (curl exit $fetch_rc);" \
@@ -437,8 +477,10 @@ while :; do
 done
 
 size=$(file_size "$PART")
-if looks_like_error_page "$PART"; then
-  reject 12 "the download is a web page or an error message, not the model (a login may be required)"
+format_rc=0
+format_check "$PART" || format_rc=$?
+if [ "$format_rc" = 3 ]; then
+  error_page "the download is a web page or an error message, not the model (a login may be required)"
 fi
 if [ -n "$EXPECTED_SIZE" ] && [ "$size" != "$EXPECTED_SIZE" ]; then
   reject 13 "size mismatch: got $size bytes, expected $EXPECTED_SIZE"
@@ -449,7 +491,7 @@ esac
 if [ -n "$EXPECTED_SHA256" ] && [ "$SHA" != "$EXPECTED_SHA256" ]; then
   reject 14 "sha256 mismatch: got $SHA, expected $EXPECTED_SHA256 (wrong or corrupted file)"
 fi
-if [ -n "$PICKLE_EXT" ]; then scan_pickle; fi
+check_part "$format_rc"
 mv -f -- "$PART" "$DEST" || fail 15 "cannot move $PART into place; check permissions and free space"
 write_sidecar "$SHA"
 say "installed $DEST ($size bytes, sha256 $SHA)"

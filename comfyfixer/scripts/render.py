@@ -18,10 +18,12 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, urlsplit
 
+from comfyfixer.checks.formats import PICKLE_EXTENSIONS
+from comfyfixer.checks.hosts import HostRule
+from comfyfixer.config import Settings
 from comfyfixer.errors import redact
 from comfyfixer.models import Auth
 from comfyfixer.paths import has_control_chars, safe_file_component
-from comfyfixer.verify import PICKLE_EXTENSIONS
 
 EXIT_OK = 0
 EXIT_BAD_SETTING = 2
@@ -34,8 +36,10 @@ EXIT_CANNOT_WRITE = 15
 EXIT_UNSAFE_PICKLE = 16
 EXIT_NO_TOOL = 17
 EXIT_DEST_DIFFERS = 18
-EXIT_SCANNER_MISSING = 19
 EXIT_BUSY = 20
+EXIT_HOST_REFUSED = 21
+EXIT_COMPRESSED = 22
+EXIT_BAD_FORMAT = 23
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -44,25 +48,30 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NETWORK: "network or HTTP error (after retries, or a status that retrying cannot fix)",
     EXIT_AUTH: "the server requires a login (HTTP 401/403): set HF_TOKEN or CIVITAI_API_TOKEN",
     EXIT_ERROR_PAGE: "the server sent an HTML page or JSON error instead of the model",
-    EXIT_SIZE_MISMATCH: "the file has a different size than the source publishes",
+    EXIT_SIZE_MISMATCH: "the file has a different size than the source publishes (or the server sent more)",
     EXIT_SHA256_MISMATCH: "the file's sha256 differs from the one the source publishes",
     EXIT_CANNOT_WRITE: "cannot write the file (disk full or no permission)",
-    EXIT_UNSAFE_PICKLE: "the pickle file imports code that could run on load (or cannot be parsed)",
-    EXIT_NO_TOOL: "a required tool is missing (curl or wget, a sha256 tool)",
+    EXIT_UNSAFE_PICKLE: "the pickle file imports globals weights do not use (or cannot be parsed)",
+    EXIT_NO_TOOL: "a required tool is missing (curl or wget, python3, a sha256 tool)",
     EXIT_DEST_DIFFERS: "a different file already sits at the destination; it was left untouched",
-    EXIT_SCANNER_MISSING: "picklescan cannot run, so the pickle file was not installed",
     EXIT_BUSY: "another run is downloading the same file",
+    EXIT_HOST_REFUSED: "the URL or a redirect points to a host that is not allowed; nothing came from it",
+    EXIT_COMPRESSED: "the server sent the file compressed although it was asked not to",
+    EXIT_BAD_FORMAT: "the file is not what its extension says (format check failed)",
     EXIT_INTERRUPTED: "interrupted; the partial file is kept for resume",
 }
 
 # Auth kind -> the environment variable the script reads (never a value).
 TOKEN_VARIABLES: dict[str, str] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_TOKEN"}
 
-# The programs a script carries: shell variable -> file in `carried/` (run as `python -c "$VAR"`).
-CARRIED: dict[str, str] = {
-    "SHA256_STDIN_PY": "sha256_stdin.py",
-    "STREAM_PART_PY": "stream_part.py",
-    "PICKLESCAN_GATE_PY": "picklescan_gate.py",
+# The programs a script carries: shell variable -> (package, file), run as `python -S -c "$VAR"`.
+# `comfyfixer.checks` holds the checks the run imports too; `carried/` what only a script needs.
+CARRIED: dict[str, tuple[str, str]] = {
+    "SHA256_STDIN_PY": ("comfyfixer.scripts.carried", "sha256_stdin.py"),
+    "STREAM_PART_PY": ("comfyfixer.scripts.carried", "stream_part.py"),
+    "HOSTS_PY": ("comfyfixer.checks", "hosts.py"),
+    "FORMATS_PY": ("comfyfixer.checks", "formats.py"),
+    "PICKLES_PY": ("comfyfixer.checks", "pickles.py"),
 }
 BODY_MARKER = "# ---- body: render.py copies every line below into each script ----\n"
 
@@ -94,8 +103,11 @@ class ScriptPlan:
     auth: Auth | None
     source: str
     why: str
-    python: str  # the interpreter that runs picklescan
+    python: str  # the interpreter that runs the carried checks (python3 on PATH if it is gone)
     user_agent: str
+    hosts: HostRule = Settings().host_rule  # what every hop is checked against
+    # Why the URL may be used although its host is not allowed (a curated catalogue names this file).
+    granted_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.number < 0:
@@ -117,6 +129,10 @@ class ScriptPlan:
             raise ValueError(f"sha256 must be 64 lower-case hex digits: {self.sha256!r}")
         if self.size is not None and self.size < 0:
             raise ValueError(f"size must be >= 0: {self.size}")
+        if not (self.granted_by or self.hosts.allows(self.url)):
+            raise ValueError(f"download URL is on a host that is not allowed: {parts.hostname}")
+        if self.granted_by is not None and has_control_chars(self.granted_by):
+            raise ValueError("granted_by must be a single line")
         if self.auth is not None and self.auth not in TOKEN_VARIABLES:
             raise ValueError(f"unknown auth kind {self.auth!r}")
         for label, value in (("python", self.python), ("user_agent", self.user_agent)):
@@ -161,13 +177,23 @@ def body() -> str:
 
 
 @cache
-def carried_program(file_name: str) -> str:
-    """The text of one program in `carried/`, exactly as shipped."""
-    return resources.files(__package__).joinpath("carried").joinpath(file_name).read_text(encoding="utf-8")
+def carried_program(variable: str) -> str:
+    """The text of one program a script carries (a key of CARRIED), exactly as shipped."""
+    package, file_name = CARRIED[variable]
+    return resources.files(package).joinpath(file_name).read_text(encoding="utf-8")
 
 
 def _q(value: str) -> str:
     return shlex.quote(value)
+
+
+def _host_lines(plan: ScriptPlan) -> list[str]:
+    lines = ["the URL and every redirect must be on ALLOWED_HOSTS"]
+    if plan.hosts.suffixes:
+        lines.append("redirects may also reach signed storage under REDIRECT_SUFFIXES (https)")
+    if plan.hosts.http_hosts:
+        lines.append("plain http only for HTTP_HOSTS")
+    return lines
 
 
 def _header(plan: ScriptPlan) -> list[str]:
@@ -186,12 +212,19 @@ def _header(plan: ScriptPlan) -> list[str]:
         f"# sha256:  {plan.sha256 or 'not published (computed while downloading)'}",
         f"# size:    {plan.size if plan.size is not None else 'not published'}",
         f"# token:   {auth_line}",
+        f"# hosts:   {'; '.join(_host_lines(plan))}",
+    ]
+    if plan.granted_by:
+        lines.append(f"# granted: {comment_text(plan.granted_by)}")
+    lines += [
         "#",
-        "# Downloads to '<file>.part' (resumed by the next run), rejects HTML/JSON error pages, checks",
-        "# size and sha256, scans pickle files, then moves the file into place. Prints",
+        "# Downloads to '<file>.part' (resumed by the next run), following redirects one checked hop",
+        "# at a time (ALLOWED_HOSTS below; the token only to the URL's own origin), never past the",
+        "# published size. Rejects HTML/JSON error pages and compressed answers, checks size, sha256",
+        "# and the file format, gates pickle files, then moves the file into place. Prints",
         "# COMFYFIXER_SHA256=<hex> and writes '<file>.sha256' so nothing hashes the file twice.",
-        "# Environment: COMFYFIXER_ALLOW_PICKLE=1 installs a flagged pickle; COMFYFIXER_MAX_ATTEMPTS,",
-        "# COMFYFIXER_RETRY_DELAY and COMFYFIXER_RETRY_MAX_DELAY (seconds) tune the retries.",
+        "# Environment: COMFYFIXER_ALLOW_PICKLE=1 installs a pickle the gate refused;",
+        "# COMFYFIXER_MAX_ATTEMPTS, COMFYFIXER_RETRY_DELAY and COMFYFIXER_RETRY_MAX_DELAY tune the retries.",
         "#",
         "# Exit codes:",
     ]
@@ -212,6 +245,10 @@ def render_script(plan: ScriptPlan) -> str:
         ("PYTHON", plan.python),
         ("USER_AGENT", plan.user_agent),
         ("PICKLE_EXT", plan.pickle_extension or ""),
+        ("ALLOWED_HOSTS", " ".join(sorted(plan.hosts.allowed))),
+        ("HTTP_HOSTS", " ".join(sorted(plan.hosts.http_hosts))),
+        ("REDIRECT_SUFFIXES", " ".join(plan.hosts.suffixes)),
+        ("GRANTED_URL", plan.url if plan.granted_by else ""),
     ]
     lines = _header(plan)
     if any(ch in value for _, value in values for ch in "$`'\"\\"):
@@ -221,5 +258,7 @@ def render_script(plan: ScriptPlan) -> str:
     lines += ["set -euo pipefail", "umask 022", ""]
     lines += [f"{name}={_q(value)}" for name, value in values]
     lines += ["", "# Programs this script carries (standard library only; run with $PYTHON -c)."]
-    lines += [f"{name}={_q(carried_program(file))}" for name, file in CARRIED.items()]
+    for name in CARRIED:
+        # Literal program text: a `$` or back-tick in it is meant, not an expansion (SC2016).
+        lines += ["# shellcheck disable=SC2016", f"{name}={_q(carried_program(name))}"]
     return "\n".join(lines) + "\n\n" + body()

@@ -23,7 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfyfixer.errors import redact
-from comfyfixer.scripts.render import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, describe_exit
+from comfyfixer.models import Outcome
+from comfyfixer.scripts.render import (
+    EXIT_AUTH,
+    EXIT_BAD_FORMAT,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SHA256_MISMATCH,
+    EXIT_SIZE_MISMATCH,
+    EXIT_UNSAFE_PICKLE,
+    describe_exit,
+)
 
 __all__ = ["EXIT_CODES", "ScriptProcess", "ScriptResult", "describe_exit", "script_destination"]
 
@@ -31,6 +42,15 @@ log = logging.getLogger(__name__)
 
 _REPORT = re.compile(r"^COMFYFIXER_(SHA256|SIZE|ALREADY_PRESENT)=(\S+)$", re.MULTILINE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A script that failed names its outcome as DESIGN.md does: the bytes came but a check refused them
+# (size, sha256, format, pickle gate) -> verify_failed; the source wants a login -> source_error.
+_FAILURE_OUTCOMES: dict[int, Outcome] = {
+    EXIT_SIZE_MISMATCH: "verify_failed",
+    EXIT_SHA256_MISMATCH: "verify_failed",
+    EXIT_UNSAFE_PICKLE: "verify_failed",
+    EXIT_BAD_FORMAT: "verify_failed",
+    EXIT_AUTH: "source_error",
+}
 # The last lines of a failed script's log usually say what happened; keep enough for one message.
 TAIL_CHARS = 600
 
@@ -59,6 +79,11 @@ class ScriptResult:
     @property
     def ok(self) -> bool:
         return self.returncode == EXIT_OK
+
+    @property
+    def failure_outcome(self) -> Outcome:
+        """What a failed script means for the model: verify_failed, source_error or download_failed."""
+        return _FAILURE_OUTCOMES.get(self.returncode, "download_failed")
 
 
 class ScriptProcess:
