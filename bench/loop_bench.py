@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfyfixer.inventory import Inventory
+from comfyfixer.layout import Layout
 from comfyfixer.loop.pipeline import LoopOptions, Pipeline
 from comfyfixer.loop.wiring import build_stages
 from comfyfixer.models import Candidate, MissingModel, Resolution
@@ -57,7 +57,7 @@ def one_run(
         root = Path(tmp) / "ComfyUI"
         (root / "models" / "loras").mkdir(parents=True)
         stages = build_stages(
-            SleepingFinder(table, search), Inventory.load(root), {**os.environ, "COMFYFIXER_RETRY_DELAY": "0"}
+            SleepingFinder(table, search), Layout.load(root), {**os.environ, "COMFYFIXER_RETRY_DELAY": "0"}
         )
         pipeline = Pipeline(
             stages,

@@ -1,4 +1,4 @@
-"""ComfyUI's model folder registry, as `folder_paths.py` defines it, plus the keys common packs register.
+"""ComfyUI's model folder keys, as `folder_paths.py` defines them, plus the keys common packs register.
 
 Pure data and two lookups: the canonical key for an alias, and the default directories of a key
 (relative to the ComfyUI root).

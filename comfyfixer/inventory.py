@@ -1,9 +1,8 @@
-"""The local install: which directories hold each folder key, which files they hold, and where a name is.
+"""The local install's files: an index of every file and folder under the install's model folders, and
+where a referenced name is (present, misplaced, missing).
 
-`Inventory.load` replicates ComfyUI's folder registry offline (comfyui-formats.md §2, §5): the default
-directories of every key, every sub-folder of `<root>/models` as a key, `extra_model_paths.yaml` sections
-and the output-dir extras. Each directory tree is walked once; lookups are then set and dict probes, so
-classifying tens of thousands of references costs next to nothing.
+The folders themselves come from `layout.py`. Each directory tree is walked once; lookups are then set
+and dict probes, so classifying tens of thousands of references costs next to nothing.
 """
 
 from __future__ import annotations
@@ -11,28 +10,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from comfyfixer import folders
-from comfyfixer.errors import ComfyUIRootError, ExtraPathsError, InputError
+from comfyfixer.layout import Layout, is_under
 from comfyfixer.models import Reference, Status, base_name, normalise_name
-from comfyfixer.tree import is_ignored, iter_tree
+from comfyfixer.tree import iter_tree
 
 log = logging.getLogger(__name__)
 
 # ComfyUI's embedding loader tries the name as given, then these; lora names from prompt text lack
 # the extension too, so the same rule serves every extension-less name.
 IMPLIED_EXTENSIONS = (".safetensors", ".pt", ".bin", ".ckpt", ".pth", ".sft", ".gguf")
-# Where ComfyUI's save nodes write merged models (main.py adds them as extra, non-default paths).
-OUTPUT_EXTRAS = {
-    "checkpoints": "output/checkpoints",
-    "text_encoders": "output/clip",
-    "vae": "output/vae",
-    "diffusion_models": "output/diffusion_models",
-    "loras": "output/loras",
-}
 # Names so common inside repo snapshots that a copy in another folder is not evidence of anything.
 GENERIC_NAMES = frozenset(
     {
@@ -49,209 +38,30 @@ GENERIC_NAMES = frozenset(
         "adapter_model.bin",
     }
 )
-# YAML keys that name non-model folders.
-NON_MODEL_KEYS = frozenset({"custom_nodes", "base_path", "is_default"})
-
-
-
-def _abs(path: Path) -> str:
-    return os.path.normpath(os.path.abspath(path))
-
-
-def _is_under(path: str, root: str) -> bool:
-    """Whether `path` is inside `root` and reachable by a walk of `root` (no hidden component between)."""
-    if path == root:
-        return True
-    prefix = root.rstrip(os.sep) + os.sep
-    if not path.startswith(prefix):
-        return False
-    return not any(part.startswith(".") for part in path[len(prefix) :].split(os.sep))
-
-
-@dataclass(slots=True)
-class _Registry:
-    """Folder key -> ordered directories, and the `is_default` target of each key."""
-
-    dirs: dict[str, list[str]] = field(default_factory=dict)
-    targets: dict[str, str] = field(default_factory=dict)
-
-    def add(self, key: str, path: str, *, is_default: bool = False) -> None:
-        key = folders.canonical(key)
-        paths = self.dirs.setdefault(key, [])
-        if path in paths:
-            if is_default:
-                paths.remove(path)
-                paths.insert(0, path)
-        elif is_default:
-            paths.insert(0, path)
-        else:
-            paths.append(path)
-        if is_default:
-            self.targets.setdefault(key, path)
-
-
-def _yaml_error(path: Path, line: int | None, what: str) -> ExtraPathsError:
-    return ExtraPathsError(str(path), what, line=line)
-
-
-def _load_yaml(path: Path, registry: _Registry) -> None:
-    """Apply one extra_model_paths.yaml with the rules of ComfyUI's `utils/extra_config.py`."""
-    import yaml  # only when a YAML file exists: keeps the scan's start-up lean
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", path=str(path)) from exc
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return
-        if not isinstance(root, yaml.MappingNode):
-            raise _yaml_error(path, root.start_mark.line + 1, "expected sections of `key: path` entries")
-        yaml_dir = os.path.dirname(os.path.abspath(path))
-        for section_key, section in root.value:
-            if isinstance(section, yaml.ScalarNode) and loader.construct_object(section) is None:
-                continue  # an empty section is skipped, as ComfyUI does
-            if not isinstance(section, yaml.MappingNode):
-                name = loader.construct_object(section_key)
-                raise _yaml_error(
-                    path, section.start_mark.line + 1, f"section {name!r} must hold `key: path` entries"
-                )
-            entries: list[tuple[str, Any, int]] = []
-            for key_node, value_node in section.value:
-                key = loader.construct_object(key_node)
-                entries.append(
-                    (str(key), loader.construct_object(value_node, deep=True), key_node.start_mark.line + 1)
-                )
-            _apply_section(path, yaml_dir, entries, registry)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        context = getattr(exc, "context_mark", None)
-        # An unclosed bracket or quote is only noticed at the end of the file: point where it opened.
-        if context is not None and (mark is None or mark.line >= len(text.splitlines())):
-            mark = context
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _yaml_error(
-            path, mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}"
-        ) from exc
-    finally:
-        loader.dispose()
-
-
-def _apply_section(
-    path: Path, yaml_dir: str, entries: list[tuple[str, Any, int]], registry: _Registry
-) -> None:
-    values = {key: (value, line) for key, value, line in entries}
-    base: str | None = None
-    if "base_path" in values:
-        raw, line = values["base_path"]
-        if not isinstance(raw, str):
-            raise _yaml_error(path, line, "base_path must be a path")
-        base = os.path.expandvars(os.path.expanduser(raw.strip()))
-        if not os.path.isabs(base):
-            base = os.path.join(yaml_dir, base)
-    is_default = False
-    if "is_default" in values:
-        flag, line = values["is_default"]
-        if not isinstance(flag, bool):
-            raise _yaml_error(path, line, "is_default must be true or false")
-        is_default = flag
-    for key, (value, line) in values.items():
-        if key in NON_MODEL_KEYS:
-            continue
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise _yaml_error(
-                path,
-                line,
-                f"{key!r} must be a path or a `|` block with one path per line (lists are not read)",
-            )
-        for raw_line in value.split("\n"):
-            entry = raw_line.strip()
-            if not entry:
-                continue
-            full = os.path.join(base, entry) if base else entry
-            if not os.path.isabs(full):
-                full = os.path.join(yaml_dir, full)
-            registry.add(key, os.path.normpath(full), is_default=is_default)
 
 
 class Inventory:
-    """What is installed: folder key -> directories, and an index of every file and folder under them."""
+    """What is installed: an index of every file and folder under the layout's model folders."""
 
-    def __init__(self, root: Path, registry: _Registry, models_dir: str) -> None:
-        self.root = root
-        self._registry = registry
-        self._models_dir = models_dir
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
         self._files: set[str] = set()
         self._dirs: set[str] = set()
         self._files_lower: dict[str, str] = {}
         self._dirs_lower: dict[str, str] = {}
         self._by_base: dict[str, list[str]] = {}
         self._memo: dict[tuple[str | None, str], tuple[Status, str | None]] = {}
-        self._targets: dict[str, Path] = {}
-        self._roots = self._top_roots()
-        for top in self._roots:
+        for top in layout.top_dirs:
             self._index(top)
-
-    # ---------------------------------------------------------------- building
 
     @classmethod
     def load(cls, comfyui_root: Path, extra_yaml: Sequence[Path] = ()) -> Inventory:
-        """Read the install at `comfyui_root` (plus any extra YAML files) and index every model file."""
-        root = Path(os.path.expanduser(str(comfyui_root)))
-        if not root.is_dir():
-            what = "does not exist" if not root.exists() else "is not a folder"
-            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} {what}")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} is not readable")
-        models = root / "models"
-        if not models.is_dir():
-            raise ComfyUIRootError(
-                str(root),
-                f"{comfyui_root} has no models/ folder, so it does not look like a ComfyUI install",
-                models_dir_given=root.name == "models" and (root / "checkpoints").is_dir(),
-            )
-        root_abs = _abs(root)
-        models_abs = _abs(models)
-        registry = _Registry()
-        for key in folders.DEFAULT_DIRS:
-            for rel in folders.default_dirs(key):
-                registry.add(key, os.path.join(root_abs, *rel.split("/")))
-        # Every sub-folder of models/ is a folder key to ComfyUI once a pack registers it; treat it as one.
-        try:
-            with os.scandir(models_abs) as it:
-                subdirs = sorted(e.name for e in it if not is_ignored(e.name) and e.is_dir())
-        except OSError as exc:
-            raise InputError(f"cannot list {models}: {exc.strerror or exc}", path=str(models)) from exc
-        for name in subdirs:
-            key = folders.canonical(name)
-            path = os.path.join(models_abs, name)
-            if path not in registry.dirs.get(key, ()):
-                registry.add(key, path)
-        own_yaml = root / "extra_model_paths.yaml"
-        if own_yaml.is_file():
-            _load_yaml(own_yaml, registry)
-        for yaml_path in extra_yaml:
-            if not yaml_path.is_file():
-                raise InputError(f"extra model paths file {yaml_path} does not exist", path=str(yaml_path))
-            _load_yaml(yaml_path, registry)
-        for key, rel in OUTPUT_EXTRAS.items():
-            registry.add(key, os.path.join(root_abs, *rel.split("/")))
-        return cls(root, registry, models_abs)
+        """Read the install's folders (`Layout.load`) and index every model file under them."""
+        return cls(Layout.load(comfyui_root, extra_yaml))
 
-    def _top_roots(self) -> list[str]:
-        """The smallest set of directories whose walks cover every directory of every key."""
-        candidates = {self._models_dir}
-        for paths in self._registry.dirs.values():
-            candidates.update(paths)
-        tops: list[str] = []
-        for path in sorted(candidates, key=len):
-            if not any(_is_under(path, top) for top in tops):
-                tops.append(path)
-        return tops
+    @property
+    def file_count(self) -> int:
+        return len(self._files)
 
     def _index(self, top: str) -> None:
         files, dirs, by_base = self._files, self._dirs, self._by_base
@@ -268,43 +78,6 @@ class Inventory:
 
     # ---------------------------------------------------------------- queries
 
-    @property
-    def keys(self) -> list[str]:
-        return sorted(self._registry.dirs)
-
-    @property
-    def file_count(self) -> int:
-        return len(self._files)
-
-    def dirs_for(self, directory_key: str) -> list[Path]:
-        """Every directory of a folder key (aliases accepted), in ComfyUI's lookup order."""
-        return [Path(p) for p in self._dir_strs(folders.canonical(directory_key))]
-
-    def _dir_strs(self, key: str) -> list[str]:
-        paths = self._registry.dirs.get(key)
-        if paths is None:  # a key nothing registered: ComfyUI would look in models/<key>
-            paths = [os.path.join(self._models_dir, *key.split("/"))]
-        return paths
-
-    def target_dir(self, directory_key: str) -> Path:
-        """Where a new file of this key is downloaded: the first `is_default` YAML dir, else models/<key>."""
-        # Asked once per planned model, for a few dozen keys; the registry never changes.
-        found = self._targets.get(directory_key)
-        if found is None:
-            found = self._targets[directory_key] = self._target_dir(folders.canonical(directory_key))
-        return found
-
-    def _target_dir(self, key: str) -> Path:
-        target = self._registry.targets.get(key)
-        if target is not None:
-            return Path(target)
-        return Path(_abs(self.root)).joinpath(*folders.download_dir(key).split("/"))
-
-    @property
-    def models_roots(self) -> list[Path]:
-        """Every directory tree that holds models; a download path must stay inside one of them."""
-        return [Path(p) for p in self._roots]
-
     def locate(self, directory: str | None, name: str) -> tuple[Status, str | None]:
         """Classify one name: ("present" | "misplaced" | "missing", the path where it was found)."""
         # Big scans name the same few hundred models thousands of times; the index never changes.
@@ -319,8 +92,8 @@ class Inventory:
         if not clean or any(part == ".." for part in clean.split("/")):
             return "missing", None  # a name that climbs out of its folder is never installed
         variants = _variants(clean)
-        keys: Iterable[str] = self._registry.dirs if directory is None else [folders.canonical(directory)]
-        dir_paths = [d for key in keys for d in self._dir_strs(key)]
+        keys: Iterable[str] = self.layout.keys if directory is None else [folders.canonical(directory)]
+        dir_paths = [d for key in keys for d in self.layout.dir_paths(key)]
         found = self._exact(dir_paths, variants, as_dir=not folders.is_model_file(clean))
         if found is not None:
             return "present", found
@@ -358,7 +131,7 @@ class Inventory:
             paths = self._by_base.get(base)
             if paths:
                 # Prefer a copy inside the key's own directories (another sub-folder) over another key.
-                own = [p for p in paths if any(_is_under(p, d) for d in dir_paths)]
+                own = [p for p in paths if any(is_under(p, d) for d in dir_paths)]
                 return sorted(own or paths)[0]
         return None
 

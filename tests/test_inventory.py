@@ -114,7 +114,7 @@ def test_unknown_directory_is_looked_up_everywhere(root: Path) -> None:
 def test_pack_folder_under_models_is_a_key(root: Path) -> None:
     f = touch(root / "models/grounding-dino/groundingdino_swint_ogc.pth")
     inv = Inventory.load(root)
-    assert "grounding-dino" in inv.keys
+    assert "grounding-dino" in inv.layout.keys
     assert status(inv, "grounding-dino", "groundingdino_swint_ogc.pth") == ("present", str(f))
 
 
@@ -147,10 +147,10 @@ def test_symlink_loop_terminates_and_linked_files_are_found(root: Path, tmp_path
 
 def test_target_dir_defaults_to_folder_named_after_key(root: Path) -> None:
     inv = Inventory.load(root)
-    assert inv.target_dir("unet") == root / "models" / "diffusion_models"
-    assert inv.target_dir("clip") == root / "models" / "text_encoders"
-    assert inv.target_dir("sams") == root / "models" / "sams"
-    assert inv.target_dir("brand_new_key") == root / "models" / "brand_new_key"
+    assert inv.layout.target_dir("unet") == root / "models" / "diffusion_models"
+    assert inv.layout.target_dir("clip") == root / "models" / "text_encoders"
+    assert inv.layout.target_dir("sams") == root / "models" / "sams"
+    assert inv.layout.target_dir("brand_new_key") == root / "models" / "brand_new_key"
 
 
 YAML = """\
@@ -196,10 +196,10 @@ def test_extra_model_paths_yaml(root: Path, tmp_path: Path, monkeypatch: pytest.
     assert status(inv, "my_pack_models", "thing.bin") == ("present", str(pack))
     assert status(inv, "vae", "ae.sft") == ("present", str(vae))
     # is_default sections become the download target and come first in lookup order.
-    assert inv.target_dir("unet") == shared / "unet_here"
-    assert inv.dirs_for("clip")[0] == shared / "clip_here"
-    assert inv.target_dir("checkpoints") == root / "models" / "checkpoints"
-    roots = set(inv.models_roots)
+    assert inv.layout.target_dir("unet") == shared / "unet_here"
+    assert inv.layout.dirs_for("clip")[0] == shared / "clip_here"
+    assert inv.layout.target_dir("checkpoints") == root / "models" / "checkpoints"
+    roots = set(inv.layout.models_roots)
     assert {shared / "unet_here", home / "sd-webui/models/Stable-diffusion", root / "models"} <= roots
 
 
@@ -210,7 +210,7 @@ def test_extra_yaml_argument_and_missing_extra_yaml(root: Path, tmp_path: Path) 
     cfg.write_text("comfyui_desktop:\n  base_path: desktop\n  is_default: true\n  loras: loras\n")
     inv = Inventory.load(root, [cfg])
     assert status(inv, "loras", "x.safetensors") == ("present", str(f))
-    assert inv.target_dir("loras") == desktop / "loras"
+    assert inv.layout.target_dir("loras") == desktop / "loras"
     with pytest.raises(InputError, match="does not exist"):
         Inventory.load(root, [tmp_path / "nope.yaml"])
 

@@ -22,7 +22,7 @@ import pytest
 from comfyfixer import events
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
-from comfyfixer.inventory import Inventory
+from comfyfixer.layout import Layout
 from comfyfixer.loop.pipeline import LoopOptions, Pipeline
 from comfyfixer.loop.result import RunResult, exit_code, run_json
 from comfyfixer.loop.stages import LLM_SKIPPED, Stages
@@ -128,7 +128,7 @@ def _setup(
         MissingModel(name=n, directory="loras", workflows=["wf.json"]) for n in [*names, *(extra or {})]
     ]
     finder = TableFinder(table, launcher if slow else None)
-    stages = build_stages(finder, Inventory.load(root), launcher.env, settings=LOCAL, reviewer=reviewer)
+    stages = build_stages(finder, Layout.load(root), launcher.env, settings=LOCAL, reviewer=reviewer)
     stages.launcher = launcher
     return models, stages, finder, launcher
 

@@ -15,8 +15,8 @@ import pytest
 
 from comfyfixer.config import Settings
 from comfyfixer.http import build_client
-from comfyfixer.inventory import Inventory
-from comfyfixer.loop.wiring import InventoryPlacement
+from comfyfixer.layout import Layout
+from comfyfixer.loop.wiring import LayoutPlacement
 from comfyfixer.models import Candidate, MissingModel
 from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
@@ -193,7 +193,7 @@ def test_scan_plans_prompt_stems_as_text_kind_and_joins_the_loaded_file(tmp_path
 
 def test_a_stem_is_installed_with_the_chosen_files_extension(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
-    placement = InventoryPlacement(Inventory.load(tmp_path))
+    placement = LayoutPlacement(Layout.load(tmp_path))
     chosen = Candidate(
         url="https://x/EasyNegative.safetensors", filename="EasyNegative.safetensors", source="civitai"
     )

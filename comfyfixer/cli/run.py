@@ -217,7 +217,7 @@ def _loop(
         for h in unreachable:
             finder.mark_down(h.source, h.sentence)
         try:
-            stages = build_stages(finder, report.inventory, os.environ, settings=settings)
+            stages = build_stages(finder, report.inventory.layout, os.environ, settings=settings)
             pipeline = Pipeline(
                 stages,
                 output_dir=settings.output_dir,

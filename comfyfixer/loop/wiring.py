@@ -1,7 +1,7 @@
 """The real stages behind the loop's Protocols (`comfyfixer.loop.stages`), built once at the CLI edge.
 
 Small adapters only: script rendering (`scripts.render`), running (`scripts.run`), placement
-(`inventory` + `paths.safe_destination`) and checking (`verify`). The finder and the optional LLM
+(`layout.Layout.destination`) and checking (`verify`). The finder and the optional LLM
 collaborators are passed in, already built from settings, so this module opens no connection.
 """
 
@@ -13,10 +13,9 @@ from pathlib import Path
 
 from comfyfixer.config import Settings, pickle_allowed
 from comfyfixer.errors import ComfyFixerError, UnsafePathError
-from comfyfixer.inventory import Inventory
+from comfyfixer.layout import Layout
 from comfyfixer.loop.stages import LLM_SKIPPED, Agent, Finder, Reviewer, Stages
 from comfyfixer.models import Candidate, FileChecks, MissingModel
-from comfyfixer.paths import safe_destination
 from comfyfixer.resolvers.names import install_name
 from comfyfixer.resolvers.urls import token_kind
 from comfyfixer.resolvers.validate import catalogue_grant
@@ -77,20 +76,18 @@ class ScriptLauncher:
         return ScriptProcess.start(script, env=self.env, log_path=log_path, dest=dest)
 
 
-class InventoryPlacement:
+class LayoutPlacement:
     """`Placement`: the folder ComfyUI loads the model from, the name's sub-folders kept."""
 
-    def __init__(self, inventory: Inventory) -> None:
-        self.inventory = inventory
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
 
     def destination(self, model: MissingModel, candidate: Candidate) -> Path:
         directory = model.directory or candidate.directory_hint
         if not directory:
             raise UnsafePathError(model.name, "no loader node or hint says which models folder it belongs in")
-        target = self.inventory.target_dir(directory)
         # A prompt stem (`embedding:EasyNegative`) is installed with the chosen file's extension.
-        name = install_name(model.name, candidate.filename)
-        return safe_destination(target, self.inventory.models_roots, name)
+        return self.layout.destination(directory, install_name(model.name, candidate.filename))
 
 
 class FileChecker:
@@ -120,7 +117,7 @@ class FileChecker:
 
 def build_stages(
     finder: Finder,
-    inventory: Inventory,
+    layout: Layout,
     env: Mapping[str, str],
     *,
     settings: Settings | None = None,
@@ -133,7 +130,7 @@ def build_stages(
         scripts=RenderedScripts(settings or Settings.from_env(env)),
         launcher=ScriptLauncher(env),
         checker=FileChecker(allow_pickle=pickle_allowed(env)),
-        placement=InventoryPlacement(inventory),
+        placement=LayoutPlacement(layout),
         agent=agent,
         reviewer=reviewer,
         reviewer_skip_reason=reviewer_skip_reason,

@@ -6,7 +6,8 @@
     result.py     `ScanResult`, what the stage hands on
     documents.py  the JSON it writes and prints (`missing_models.json`, `scan --json`)
 
-Parsing one file is `comfyfixer.workflow`; the local install is `comfyfixer.inventory`.
+Parsing one file is `comfyfixer.workflow`; the install's folders are `comfyfixer.layout`, its files
+`comfyfixer.inventory`.
 """
 
 from comfyfixer.scan.discover import WORKFLOW_SUFFIXES, discover

@@ -37,7 +37,7 @@ class ScanResult:
         """Where `model` would be downloaded, when the install and its folder are known."""
         if self.inventory is None or model.directory is None:
             return None
-        return self.inventory.target_dir(model.directory)
+        return self.inventory.layout.target_dir(model.directory)
 
     def counts(self) -> dict[str, int]:
         refs = self.references

@@ -23,7 +23,7 @@ from comfyfixer.checks.hosts import HostRule
 from comfyfixer.config import Settings
 from comfyfixer.errors import redact
 from comfyfixer.models import Auth
-from comfyfixer.paths import has_control_chars, safe_file_component
+from comfyfixer.safe_names import has_control_chars, safe_file_component
 
 EXIT_OK = 0
 EXIT_BAD_SETTING = 2

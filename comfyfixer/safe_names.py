@@ -1,18 +1,17 @@
-"""Safe file names: where a referenced model may be written, and what a script file may be called.
+"""Untrusted names made safe: a model's name relative to its folder, and a script's file name.
 
 A reference name comes from an untrusted workflow. It may carry sub-folders (kept) and Windows
 back-slashes (turned into `/`), and it may contain quotes, `$(…)`, back-ticks or spaces (allowed:
 every value is shell-quoted where it is used). It may not leave the models folder: `..`
 components, absolute paths, drive letters, NUL and control characters are refused with a reason.
+Where the name then goes is `layout.py`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
-from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from comfyfixer.errors import UnsafePathError
 from comfyfixer.models import base_name
@@ -57,42 +56,6 @@ def safe_relative_name(name: str) -> PurePosixPath:
     if text.endswith("/"):
         raise UnsafePathError(name, "the name ends with a folder separator")
     return PurePosixPath(*parts)
-
-
-def is_within(path: Path, root: Path) -> bool:
-    """Whether `path` is `root` or below it (both taken as given: resolve them first if needed)."""
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
-def _lexical_abs(path: Path) -> Path:
-    return Path(os.path.normpath(path.absolute()))
-
-
-def safe_destination(target_dir: Path, models_roots: Sequence[Path], name: str) -> Path:
-    """The absolute path where `name` goes under `target_dir`, proven to stay inside the models roots.
-
-    `target_dir` itself must lie inside one of `models_roots` (lexically). The resolved result must
-    stay inside a resolved root, or inside the resolved `target_dir`: a model folder that is itself a
-    symlink to another disk is a common, deliberate setup, while a symlink further down the name's
-    sub-folders may not lead anywhere else.
-    """
-    rel = safe_relative_name(name)
-    if not models_roots:
-        raise UnsafePathError(name, "no models folder is configured")
-    target = _lexical_abs(target_dir)
-    roots = [_lexical_abs(r) for r in models_roots]
-    if not any(is_within(target, r) for r in roots):
-        raise UnsafePathError(name, f"the target folder {target} is not inside a models folder")
-    dest = target.joinpath(*rel.parts)
-    resolved = dest.resolve(strict=False)
-    allowed = [target.resolve(strict=False), *(r.resolve(strict=False) for r in roots)]
-    if not any(is_within(resolved, a) and resolved != a for a in allowed):
-        raise UnsafePathError(name, f"the path resolves to {resolved}, outside the models folders")
-    return dest
 
 
 def safe_file_component(name: str, *, max_len: int = SCRIPT_NAME_MAX) -> str:

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comfyfixer.errors import UnsafePathError
-from comfyfixer.paths import safe_destination, safe_file_component, safe_relative_name
+from comfyfixer.layout import safe_destination
+from comfyfixer.safe_names import safe_file_component, safe_relative_name
 from comfyfixer.scripts.render import script_file_name
 
 
