@@ -15,7 +15,7 @@ import pytest
 
 from comfyfixer.http import build_client
 from comfyfixer.models import MissingModel, normalise_name
-from comfyfixer.resolvers.catalogue import Catalogue, VerifiedCatalogue
+from comfyfixer.resolvers.catalogue import VerifiedCatalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.retry import RetryPolicy
 from tests.fakes.world import World, start_world
@@ -49,7 +49,7 @@ def test_resolution_measure(
             settings,
             http=build_client(),
             hf_api=api,
-            catalogue=Catalogue(settings, None, tmp_path / "cache"),
+            catalogue_cache=tmp_path / "cache",
             verified=VerifiedCatalogue(settings, None),
             policy=FAST,
         )

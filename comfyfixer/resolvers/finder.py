@@ -72,6 +72,7 @@ class Finder:
         http: httpx.Client,
         hf_api: HfApi | None,
         catalogue: Catalogue | None = None,
+        catalogue_cache: Path | None = None,
         verified: VerifiedCatalogue | None = None,
         policy: RetryPolicy | None = None,
         publishers: Publishers | None = None,
@@ -81,10 +82,9 @@ class Finder:
         self.http = http
         self.counter = RequestCounter()
         self.session = HttpSession(http, policy=policy, counter=self.counter, secrets=settings.secrets)
-        self.catalogue = catalogue or Catalogue(settings, None, None)
-        if self.catalogue.session is None and self.catalogue.settings.catalog_url:
-            # A catalogue built without a client fetches through this run's session (counted, retried).
-            self.catalogue.session = self.session
+        # Unless one is handed in, the Manager catalogue fetches through this run's session (counted,
+        # retried) and caches under `catalogue_cache`; an injected catalogue is used as it was built.
+        self.catalogue = catalogue or Catalogue(settings, self.session, catalogue_cache)
         self.verified = verified or VerifiedCatalogue(settings, None)
         self.validator = Validator(settings, self.session)
         self.huggingface: HuggingFaceSource | None = None
@@ -120,9 +120,15 @@ class Finder:
         set_client_factory(lambda: hub_client(breakers))
         http = build_client(breakers=breakers)
         hf_api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False)
-        catalogue = Catalogue(settings, None, output_dir / "cache")
         verified = VerifiedCatalogue(settings, output_dir / VERIFIED_NAME)
-        return cls(settings, http=http, hf_api=hf_api, catalogue=catalogue, verified=verified, policy=policy)
+        return cls(
+            settings,
+            http=http,
+            hf_api=hf_api,
+            catalogue_cache=output_dir / "cache",
+            verified=verified,
+            policy=policy,
+        )
 
     def close(self) -> None:
         log.info(
