@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def _setup(
     ]
     finder = TableFinder(table, launcher if slow else None)
     stages = build_stages(finder, Layout.load(root), launcher.env, settings=LOCAL, reviewer=reviewer)
-    stages.launcher = launcher
+    stages = replace(stages, launcher=launcher)  # the real launcher, watched
     return models, stages, finder, launcher
 
 

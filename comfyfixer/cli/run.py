@@ -1,8 +1,8 @@
 """`comfyfixer run`: scan, show the plan, ask, then the incremental loop with live progress.
 
 This module only parses options, builds the real collaborators from settings (once), asks the
-question, and renders: the loop itself is `comfyfixer.loop.pipeline`. Exit codes: 0 all done or nothing
-missing (also when the user declines or no terminal can answer), 1 some model failed, 2 usage,
+question, and renders: the loop itself is `comfyfixer.loop`. Exit codes: 0 all done or nothing missing
+(also when the user declines or no terminal can answer), 1 some model failed, 2 usage,
 130 interrupted (downloads stopped, `.part` files kept, state saved).
 """
 
@@ -13,11 +13,11 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ from comfyfixer.cli.render import plan_table, short_path
 from comfyfixer.cli.scan import report_notices, settings_from_options
 from comfyfixer.errors import redact
 from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
+from comfyfixer.loop.stages import LLM_SKIPPED
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
 from comfyfixer.scan import ScanResult, scan_with_settings
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from comfyfixer.events import EventSink
     from comfyfixer.health import SourceHealth
     from comfyfixer.loop.result import RunResult
-    from comfyfixer.loop.stages import Stages
+    from comfyfixer.loop.stages import Agent, Reviewer
     from comfyfixer.resolvers.finder import Finder
 
 NO_ROOT = "run needs your ComfyUI folder to know where the models go"
@@ -197,6 +198,7 @@ def _loop(
     # Heavy imports (httpx, huggingface_hub, openai) only once the user said yes.
     from comfyfixer.events import Notice
     from comfyfixer.health import probe_sources
+    from comfyfixer.loop.inbox import Inbox
     from comfyfixer.loop.pipeline import LoopOptions, Pipeline
     from comfyfixer.loop.wiring import build_stages
     from comfyfixer.resolvers.finder import Finder as RealFinder
@@ -205,36 +207,41 @@ def _loop(
     assert report.inventory is not None  # a run always has a ComfyUI root
     console = stderr_console()
     mode: Mode = "quiet" if json_output else ("rich" if console.is_terminal else "plain")
-    closers: list[Any] = []
-    with ProgressDisplay(console, mode=mode) as display:
+    with ProgressDisplay(console, mode=mode) as display, contextlib.ExitStack() as clients:
         breakers = Breakers()
         health = probe_sources(settings, breakers=breakers)
         unreachable = [h for h in health if not h.ok]
         if unreachable:
             display(Notice(_unreachable_sentence(unreachable), "warning"))
         finder = RealFinder.create(settings, output_dir=settings.output_dir, breakers=breakers)
-        closers.append(finder)
+        clients.callback(_close_quietly, finder)
         for h in unreachable:
             finder.mark_down(h.source, h.sentence)
-        try:
-            stages = build_stages(finder, report.inventory.layout, os.environ, settings=settings)
-            pipeline = Pipeline(
-                stages,
-                output_dir=settings.output_dir,
-                log_dir=settings.log_dir,
-                options=LoopOptions(jobs=jobs, dry_run=dry_run, agent_for_all=search_all),
-                sink=display,
-            )
-            if no_llm:
-                stages.reviewer_skip_reason = "LLM verification skipped: --no-llm (deterministic checks only)"
-            else:
-                _attach_llm(settings, finder, stages, pipeline.forward, display, closers, search_all)
-            with _sigterm_as_interrupt():
-                return pipeline.run(list(report.missing))
-        finally:
-            for closer in reversed(closers):
-                with contextlib.suppress(Exception):
-                    closer.close()
+        # The agent runs on the search thread: its events reach the display through the loop's inbox.
+        inbox = Inbox()
+        if no_llm:
+            llm = _LLM(None, None, "LLM verification skipped: --no-llm (deterministic checks only)")
+        else:
+            llm = _llm_stages(settings, finder, inbox.forward, display, clients, search_all)
+        stages = build_stages(
+            finder,
+            report.inventory.layout,
+            os.environ,
+            settings=settings,
+            agent=llm.agent,
+            reviewer=llm.reviewer,
+            reviewer_skip_reason=llm.skip_reason,
+        )
+        pipeline = Pipeline(
+            stages,
+            output_dir=settings.output_dir,
+            log_dir=settings.log_dir,
+            options=LoopOptions(jobs=jobs, dry_run=dry_run, agent_for_all=search_all),
+            sink=display,
+            inbox=inbox,
+        )
+        with _sigterm_as_interrupt():
+            return pipeline.run(list(report.missing))
 
 
 def _unreachable_sentence(down: list[SourceHealth]) -> str:
@@ -247,32 +254,46 @@ def _unreachable_sentence(down: list[SourceHealth]) -> str:
     )
 
 
-def _attach_llm(
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close_quietly(client: _Closable) -> None:
+    # Closing a client after the run must not turn a finished run into a traceback.
+    with contextlib.suppress(Exception):
+        client.close()
+
+
+@dataclass(frozen=True)
+class _LLM:
+    """The LLM stages of a run: each None when unavailable, and why the review pass is skipped then."""
+
+    agent: Agent | None
+    reviewer: Reviewer | None
+    skip_reason: str
+
+
+def _llm_stages(
     settings: Settings,
     finder: Finder,
-    stages: Stages,
     forward: EventSink,
     display: ProgressDisplay,
-    closers: list[Any],
+    clients: contextlib.ExitStack,
     search_all: bool,
-) -> None:
+) -> _LLM:
     from comfyfixer.agent import build_agent, build_reviewer
     from comfyfixer.events import Notice
 
     # No pre-run gate: the agent's first real request is the health probe (a busy CPU model may take
     # a minute to answer it), and a failing endpoint is handled per model, never by one early timeout.
     agent = build_agent(settings, finder, sink=forward)
+    if agent is not None:
+        clients.callback(_close_quietly, agent)
     reviewer = build_reviewer(settings)
-    for item in (agent, reviewer):
-        if item is not None:
-            closers.append(item)
-    stages.agent = agent
-    stages.reviewer = reviewer
+    if reviewer is not None:
+        clients.callback(_close_quietly, reviewer)
     if agent is None:
         display(Notice("LLM agent: no endpoint configured; direct sources only"))
-        stages.reviewer_skip_reason = (
-            "LLM verification skipped: no LLM endpoint configured (deterministic checks only)"
-        )
         if search_all:
             display(
                 Notice(
@@ -281,7 +302,7 @@ def _attach_llm(
                     "warning",
                 )
             )
-        return
+        return _LLM(None, reviewer, LLM_SKIPPED)
     what = settings.llm_model or "the first model it lists"
     display(
         Notice(
@@ -289,6 +310,7 @@ def _attach_llm(
             f"up to {settings.llm_timeout:.0f}s per model"
         )
     )
+    return _LLM(agent, reviewer, LLM_SKIPPED)
 
 
 @contextlib.contextmanager
@@ -334,13 +356,7 @@ def _confirmed(report: ScanResult, json_output: bool) -> bool:
 
 
 def _not_confirmed(model: MissingModel) -> ModelResult:
-    return ModelResult(
-        name=model.name,
-        directory=model.directory,
-        outcome="skipped",
-        reason="not confirmed: run again with --yes",
-        workflows=list(model.workflows),
-    )
+    return ModelResult.of(model, "skipped", "not confirmed: run again with --yes")
 
 
 # ---------------------------------------------------------------- the summary

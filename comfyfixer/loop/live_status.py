@@ -17,7 +17,7 @@ from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.result import why
 from comfyfixer.loop.stages import DownloadProcess
 from comfyfixer.models import Candidate, MissingModel
-from comfyfixer.state.store import StatusEntry, StatusFile, model_key
+from comfyfixer.state.store import EntryState, StatusEntry, StatusFile, model_key
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class LiveStatus:
     def set(
         self,
         model: MissingModel,
-        state: str,
+        state: EntryState,
         *,
         pid: int | None = None,
         total: int | None = None,

@@ -7,11 +7,11 @@ finished file to a verify thread, which also runs the review pass after every `b
 verified files (counted across the run; the remainder at the end). So a search, several downloads
 and a hash check really run at the same time. `status.json` and the script counter are written by
 the main thread only, `downloaded_models.json` by the verify thread only; every event reaches the
-sink from the main thread (worker-thread collaborators use `forward`).
+sink from the main thread (worker-thread collaborators use `Inbox.forward`).
 
-Every stage is an injected collaborator (the Protocols in `comfyfixer.loop.stages`); `comfyfixer.loop.wiring`
-builds the real ones. The threads talk through `comfyfixer.loop.inbox`; `comfyfixer.loop.live_status` keeps
-speeds and `status.json`, and `comfyfixer.loop.acceptance` does the verify thread's work. Ctrl-C stops
+Every stage is an injected collaborator (the Protocols in `stages`); `wiring` builds the real ones.
+The threads talk through the `inbox`; `live_status` keeps speeds and `status.json`, `acceptance`
+does the verify thread's work, and `result` is what the run produced. Ctrl-C stops
 the scripts (their process groups), keeps `.part` files, saves state and returns a result marked
 interrupted; the CLI turns that into exit 130.
 """
@@ -33,21 +33,16 @@ from comfyfixer import events
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop import inbox
 from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
+from comfyfixer.loop.inbox import Inbox, Message
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
 from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
 from comfyfixer.loop.stages import DownloadProcess, Stages
-from comfyfixer.models import FileChecks, MissingModel, Outcome, Resolution
+from comfyfixer.models import FileChecks, MissingModel, Resolution
 from comfyfixer.state.counter import ScriptCounter
-from comfyfixer.state.store import DownloadedModels, DownloadRecord, StatusFile, model_key
+from comfyfixer.state.store import DownloadedModels, EntryState, StatusFile, model_key
 
 log = logging.getLogger(__name__)
 
-_SEARCH_FAILURES: dict[str, Outcome] = {
-    "ambiguous": "ambiguous",
-    "not_found": "not_found",
-    "source_error": "source_error",
-    "found": "not_found",
-}
 INTERRUPT_GRACE = 5.0  # seconds Ctrl-C waits for checks already running on downloaded files
 
 
@@ -74,6 +69,7 @@ class Pipeline:
         counter: ScriptCounter | None = None,
         downloaded: DownloadedModels | None = None,
         status: StatusFile | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.stages = stages
         self.output_dir = output_dir
@@ -84,20 +80,16 @@ class Pipeline:
         self.downloaded = downloaded or DownloadedModels(output_dir)
         self.status = status or StatusFile(output_dir)
         self._live = LiveStatus(self.status)
-        self._inbox: queue.Queue[inbox.Message] = queue.Queue()
+        self._inbox = inbox or Inbox()
         self._stop = threading.Event()
         # Searches may run at most `jobs` models ahead of the downloads (none in a dry run).
         self._lookahead = threading.Semaphore(max(1, self.options.jobs))
-        self._work: queue.Queue[Callable[[], inbox.Message] | None] = queue.Queue()
+        self._work: queue.Queue[Callable[[], Message] | None] = queue.Queue()
         self._results: dict[int, ModelResult] = {}
         self._verifications: list[VerificationBatch] = []
         self._batch: list[FileChecks] = []
         self._outstanding = 0
         self._total = 0
-
-    def forward(self, event: events.Event) -> None:
-        """An `EventSink` for collaborators on worker threads (the agent): shown from the main thread."""
-        self._inbox.put(inbox.Forward(event))
 
     # ------------------------------------------------------------ entry point
 
@@ -109,7 +101,11 @@ class Pipeline:
         for index, model in enumerate(models):
             record = known.get(model_key(model.directory, model.name))
             if record is not None and record.file_intact():
-                self._finish(index, model, _present(model, record))
+                reason = f"verified earlier ({record.time or 'unknown time'})"
+                present = ModelResult.of(
+                    model, "already_present", reason, origin=record, script=record.script, path=record.path
+                )
+                self._finish(index, model, present)
             else:
                 self._live.set(model, "queued")
                 to_search.append((index, model))
@@ -149,10 +145,7 @@ class Pipeline:
         pending: deque[tuple[int, Resolution]] = deque()
         searching = True
         while True:
-            try:
-                message: inbox.Message | None = self._inbox.get(timeout=self.options.poll_interval)
-            except queue.Empty:
-                message = None
+            message = self._inbox.get(timeout=self.options.poll_interval)
             while message is not None:
                 if isinstance(message, inbox.SearchEnd):
                     searching = False
@@ -160,10 +153,7 @@ class Pipeline:
                         raise message.error
                 else:
                     self._handle(message, models, pending)
-                try:
-                    message = self._inbox.get_nowait()
-                except queue.Empty:
-                    message = None
+                message = self._inbox.get_nowait()
             self._poll(running)  # first, so a slot freed by a finished script is refilled right away
             while pending and (self.options.dry_run or len(running) < max(1, self.options.jobs)):
                 index, resolution = pending.popleft()
@@ -181,7 +171,7 @@ class Pipeline:
             self._lookahead.release()
 
     def _handle(
-        self, message: inbox.Message, models: list[MissingModel], pending: deque[tuple[int, Resolution]]
+        self, message: Message, models: list[MissingModel], pending: deque[tuple[int, Resolution]]
     ) -> None:
         if isinstance(message, inbox.SearchStarted):
             model = models[message.index]
@@ -203,19 +193,7 @@ class Pipeline:
             if res.outcome == "found" and cand is not None:
                 pending.append((message.index, res))
             else:
-                outcome = _SEARCH_FAILURES.get(res.outcome, "not_found")
-                self._finish(
-                    message.index,
-                    res.model,
-                    ModelResult(
-                        name=res.model.name,
-                        directory=res.model.directory,
-                        outcome=outcome,
-                        reason=res.reason or outcome.replace("_", " "),
-                        candidates=list(res.candidates),
-                        workflows=list(res.model.workflows),
-                    ),
-                )
+                self._finish(message.index, res.model, ModelResult.unresolved(res))
                 self._release_lookahead()
         elif isinstance(message, inbox.Verified):
             self._outstanding -= 1
@@ -234,17 +212,7 @@ class Pipeline:
     def _start(self, index: int, res: Resolution, running: dict[int, ActiveDownload]) -> None:
         model, cand = res.model, res.candidate
         assert cand is not None
-        base = ModelResult(
-            name=model.name,
-            directory=model.directory,
-            outcome="skipped",
-            source=cand.source,
-            url=cand.url,
-            sha256=cand.sha256,
-            size=cand.size,
-            candidates=list(res.candidates),
-            workflows=list(model.workflows),
-        )
+        base = ModelResult.of(model, "skipped", origin=cand, candidates=res.candidates)
         try:
             destination = self.stages.placement.destination(model, cand)
         except ComfyFixerError as exc:
@@ -315,17 +283,12 @@ class Pipeline:
                 self.sink(events.DownloadProgress(key, item.model.name, done, total, speed, eta))
                 continue
             del running[index]
-            base = ModelResult(
-                name=item.model.name,
-                directory=item.model.directory,
-                outcome="download_failed",
-                source=item.candidate.source,
-                url=item.candidate.url,
-                sha256=item.candidate.sha256,
-                size=item.candidate.size,
+            base = ModelResult.of(
+                item.model,
+                "download_failed",
+                origin=item.candidate,
                 script=str(item.script),
                 path=str(item.destination),
-                workflows=list(item.model.workflows),
             )
             outcome = item.process.result()
             if outcome.returncode != 0:
@@ -365,7 +328,7 @@ class Pipeline:
 
     def _finish(self, index: int, model: MissingModel, result: ModelResult) -> None:
         self._results[index] = result
-        state = "done" if result.ok else "failed"
+        state: EntryState = "done" if result.ok else "failed"
         self._live.set(
             model, state, reason=result.reason, script=Path(result.script).name if result.script else None
         )
@@ -390,14 +353,13 @@ class Pipeline:
         self._drain_verifications(models, deadline=time.monotonic() + INTERRUPT_GRACE)
         for index, model in enumerate(models):
             if index not in self._results:
-                self._results[index] = ModelResult(
-                    name=model.name,
-                    directory=model.directory,
-                    outcome="skipped",
-                    reason="interrupted before this model finished; run again to resume",
-                    path=str(running[index].destination) if index in running else None,
-                    script=str(running[index].script) if index in running else None,
-                    workflows=list(model.workflows),
+                active = running.get(index)
+                self._results[index] = ModelResult.of(
+                    model,
+                    "skipped",
+                    "interrupted before this model finished; run again to resume",
+                    path=str(active.destination) if active else None,
+                    script=str(active.script) if active else None,
                 )
                 if index not in running:
                     self._live.set(model, "interrupted", reason="interrupted")
@@ -407,10 +369,7 @@ class Pipeline:
         """Let checks already under way finish (briefly), so an installed file gets its verdict."""
         pending: deque[tuple[int, Resolution]] = deque()
         while self._outstanding > 0 and time.monotonic() < deadline:
-            try:
-                message = self._inbox.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
-            except queue.Empty:
-                continue
+            message = self._inbox.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             if isinstance(message, (inbox.Verified, inbox.Reviewed)):
                 self._handle(message, models, pending)
 
@@ -457,22 +416,3 @@ class Pipeline:
             if job is None:
                 return
             self._inbox.put(job())
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _present(model: MissingModel, record: DownloadRecord) -> ModelResult:
-    return ModelResult(
-        name=model.name,
-        directory=model.directory,
-        outcome="already_present",
-        source=record.source,
-        url=record.url,
-        sha256=record.sha256,
-        size=record.size,
-        script=record.script,
-        path=record.path,
-        reason=f"verified earlier ({record.time or 'unknown time'})",
-        workflows=list(model.workflows),
-    )

@@ -8,16 +8,40 @@ log line). URLs are redacted on the way out so a signed or token-carrying URL ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.stages import ScriptOutcome
-from comfyfixer.models import Candidate, LLMVerdict, Outcome
+from comfyfixer.models import Candidate, LLMVerdict, MissingModel, Outcome, Resolution, SearchOutcome
 
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 SUCCESS_OUTCOMES = frozenset({"downloaded", "already_present", "planned"})
 RUN_JSON_SCHEMA = 1
+# A search that settled nothing ends the model's run with this outcome ("found" without a candidate too).
+SEARCH_FAILURES: dict[SearchOutcome, Outcome] = {
+    "ambiguous": "ambiguous",
+    "not_found": "not_found",
+    "source_error": "source_error",
+    "found": "not_found",
+}
+
+
+class Origin(Protocol):
+    """Where a file comes from: a `Candidate`, or the `DownloadRecord` of an earlier run."""
+
+    @property
+    def source(self) -> str | None: ...
+
+    @property
+    def url(self) -> str | None: ...
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def size(self) -> int | None: ...
 
 
 @dataclass(slots=True)
@@ -36,6 +60,42 @@ class ModelResult:
     reason: str = ""
     candidates: list[Candidate] = field(default_factory=list)
     workflows: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        model: MissingModel,
+        outcome: Outcome,
+        reason: str = "",
+        *,
+        origin: Origin | None = None,
+        candidates: Iterable[Candidate] = (),
+        script: str | None = None,
+        path: str | None = None,
+    ) -> ModelResult:
+        """The one way a result is built: the model's name, folder and workflows, and where its file
+        comes from (source, URL, hash and size of `origin`)."""
+        return cls(
+            name=model.name,
+            directory=model.directory,
+            outcome=outcome,
+            source=origin.source if origin else None,
+            url=origin.url if origin else None,
+            sha256=origin.sha256 if origin else None,
+            size=origin.size if origin else None,
+            script=script,
+            path=path,
+            reason=reason,
+            candidates=list(candidates),
+            workflows=list(model.workflows),
+        )
+
+    @classmethod
+    def unresolved(cls, resolution: Resolution) -> ModelResult:
+        """A search that found no single file: its outcome and reason, and the candidates it saw."""
+        outcome = SEARCH_FAILURES.get(resolution.outcome, "not_found")
+        reason = resolution.reason or outcome.replace("_", " ")
+        return cls.of(resolution.model, outcome, reason, candidates=resolution.candidates)
 
     @property
     def ok(self) -> bool:

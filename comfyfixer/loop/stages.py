@@ -91,8 +91,10 @@ class Checker(Protocol):
     def quarantine(self, path: Path) -> Path | None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stages:
+    """Every collaborator of one run, complete before the loop starts (so frozen)."""
+
     finder: Finder
     scripts: ScriptMaker
     launcher: Launcher

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from filelock import FileLock, Timeout
 
@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 DOWNLOADED_FILE = "downloaded_models.json"
 STATUS_FILE = "status.json"
 RECORD_KEYS = ("name", "directory", "path", "url", "source", "sha256", "size", "script", "time")
-ACTIVE_STATES = frozenset({"queued", "searching", "downloading", "verifying"})
+# A model's state in `status.json`: the first four while a run works on it, then how it ended;
+# `stale` is what a reader shows for an active entry whose run or download process is gone.
+EntryState = Literal[
+    "queued", "searching", "downloading", "verifying", "done", "failed", "interrupted", "stale"
+]
+_ENTRY_STATES: dict[str, EntryState] = {state: state for state in get_args(EntryState)}
+ACTIVE_STATES: frozenset[EntryState] = frozenset({"queued", "searching", "downloading", "verifying"})
 
 
 def utc_now() -> str:
@@ -224,7 +230,7 @@ class StatusEntry:
     key: str
     name: str
     directory: str | None
-    state: str  # queued | searching | downloading | verifying | done | failed | interrupted | stale
+    state: EntryState
     bytes: int = 0
     total: int | None = None
     speed: float = 0.0
@@ -241,8 +247,8 @@ class StatusEntry:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> StatusEntry | None:
-        key, name, state = raw.get("key"), raw.get("name"), raw.get("state")
-        if not all(isinstance(v, str) and v for v in (key, name, state)):
+        key, name, state = raw.get("key"), raw.get("name"), _entry_state(raw.get("state"))
+        if not all(isinstance(v, str) and v for v in (key, name)) or state is None:
             return None
         speed = raw.get("speed")
         eta = raw.get("eta")
@@ -250,7 +256,7 @@ class StatusEntry:
             key=str(key),
             name=str(name),
             directory=_opt_str(raw.get("directory")),
-            state=str(state),
+            state=state,
             bytes=_opt_int(raw.get("bytes")) or 0,
             total=_opt_int(raw.get("total")),
             speed=float(speed) if isinstance(speed, (int, float)) and not isinstance(speed, bool) else 0.0,
@@ -262,6 +268,12 @@ class StatusEntry:
             reason=str(raw.get("reason") or ""),
             updated_at=str(raw.get("updated_at") or ""),
         )
+
+
+def _entry_state(value: object) -> EntryState | None:
+    """The state a file names, or None when it names none we know (the entry is skipped, like one
+    without a key)."""
+    return _ENTRY_STATES.get(value) if isinstance(value, str) else None
 
 
 def pid_alive(pid: int | None) -> bool:
