@@ -18,7 +18,6 @@ from comfyfixer.http import build_client
 from comfyfixer.layout import Layout
 from comfyfixer.loop.wiring import LayoutPlacement
 from comfyfixer.models import Candidate, MissingModel
-from comfyfixer.resolvers.catalogue import Catalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.resolvers.huggingface import Publishers
 from comfyfixer.resolvers.names import accepted_names, best_extension_only, install_name
@@ -58,7 +57,6 @@ class World:
             settings,
             http=build_client(),
             hf_api=api,
-            catalogue=Catalogue(settings, None, None),
             policy=FAST,
             publishers=Publishers(frozenset({"comfy-org"}), ()),
         )
