@@ -259,19 +259,35 @@ def test_run_survives_every_download_trap_and_keeps_state(env: Env) -> None:
     )
     assert "Traceback" not in proc.stderr
 
-    # A second run plans only what is still missing (the scan now finds the others installed);
-    # failures are never cached: they are searched and planned again.
+    # A second run plans only what is still missing (the scan now finds the others installed) and
+    # lists the installed ones as already_present, with path and sha256; failures are never cached:
+    # they are searched and planned again, each into its own script from the first run (same number).
+    first_scripts = {m["name"]: m["script"] for m in report["models"] if m["script"]}
     fs.clear_log()
     second = env.run(wf, "--dry-run")
     assert second.returncode == 1, second.stderr  # nowhere_at_all is still not found
-    again = outcomes(report_of(second))
+    second_report = report_of(second)
+    again = outcomes(second_report)
     assert again == {
+        **{n: "already_present" for n, o in got.items() if o == "downloaded"},
         "login.safetensors": "planned",
         "badhash.safetensors": "planned",
         "nowhere_at_all_v9.safetensors": "not_found",
     }
+    for m in second_report["models"]:
+        if m["outcome"] == "already_present":
+            installed = Path(m["path"])
+            assert installed.is_file() and m["sha256"] == hashlib.sha256(installed.read_bytes()).hexdigest()
+            assert m["size"] == installed.stat().st_size
+        if m["outcome"] == "planned":
+            assert m["script"] == first_scripts[m["name"]] and "rewritten" in m["reason"]
+            assert Path(m["script"]).is_file()
     assert not fs.requests_to("/f/plain1.safetensors")
-    assert (out / "download_counter.txt").read_text() == "12\n"  # numbers are never reused
+    # No new number: the retried models reuse theirs; the counter still holds the last number used.
+    assert (out / "download_counter.txt").read_text() == "10\n"
+    assert len(list(out.glob("download_*.sh"))) == 10
+    assert second_report["counts"]["scripts_in_output"] == 10
+    assert second_report["counts"]["already_present"] == 8
 
     # `status` shows the finished run; `verify` re-checks what was recorded, and catches a damaged file.
     status = env.cli("status", "--output-dir", str(out), "--json")

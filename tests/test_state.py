@@ -300,3 +300,26 @@ def test_corrupt_status_is_moved_aside(tmp_path: Path) -> None:
 def test_model_key_is_case_and_slash_insensitive() -> None:
     assert model_key("loras", "Sub\\A.safetensors") == model_key("loras", "sub/a.safetensors")
     assert model_key(None, "a") != model_key("loras", "a")
+
+
+def test_create_script_rewrites_the_models_own_script_under_its_number(tmp_path: Path) -> None:
+    counter = ScriptCounter(tmp_path)
+    first = counter.create_script(lambda n: (f"download_{n:03d}_a.sh", "DEST=/m/a\nold\n"))
+    counter.create_script(lambda n: (f"download_{n:03d}_b.sh", "DEST=/m/b\n"))
+
+    def owns_a(path: Path) -> bool:
+        return path.read_text().startswith("DEST=/m/a\n")
+
+    again = counter.create_script(lambda n: (f"download_{n:03d}_a.sh", "DEST=/m/a\nnew\n"), owns=owns_a)
+    assert (again.number, again.path, again.reused) == (first.number, first.path, True)
+    assert again.path.read_text() == "DEST=/m/a\nnew\n" and os.access(again.path, os.X_OK)
+    assert (tmp_path / "download_counter.txt").read_text() == "2\n"  # the last number used, unchanged
+    # A model with no script of its own still takes a new number; the old numbers are never reused.
+    fresh = counter.create_script(lambda n: (f"download_{n:03d}_c.sh", "DEST=/m/c\n"), owns=lambda p: False)
+    assert (fresh.number, fresh.reused) == (3, False)
+    assert sorted(p.name for p in counter.scripts()) == [
+        "download_001_a.sh",
+        "download_002_b.sh",
+        "download_003_c.sh",
+    ]
+    assert not list(tmp_path.glob(".*.tmp"))

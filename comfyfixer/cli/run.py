@@ -29,12 +29,15 @@ from comfyfixer.cli.errors import UsageError
 from comfyfixer.cli.progress import Mode, ProgressDisplay
 from comfyfixer.cli.render import plan_table, short_path
 from comfyfixer.cli.scan import report_notices, settings_from_options
-from comfyfixer.errors import redact
+from comfyfixer.errors import ComfyFixerError, redact
+from comfyfixer.loop.installed import installed_results
 from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
 from comfyfixer.loop.stages import LLM_SKIPPED
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
 from comfyfixer.scan import ScanResult, scan_with_settings
+from comfyfixer.state.counter import ScriptCounter
+from comfyfixer.state.store import DownloadedModels
 
 if TYPE_CHECKING:
     from comfyfixer.config import Settings
@@ -148,16 +151,20 @@ def _run_plan(
     log_path: Path,
 ) -> int:
     models = report.missing
+    installed = _installed(report, settings)
     if not models:
         if json_output:
-            print_json(run_json([], [], dry_run=dry_run))
+            print_json(run_json(installed, [], dry_run=dry_run, scripts_in_output=_scripts(settings)))
         else:
             stdout_console().print("Nothing is missing: every model the workflows need is installed.")
         return 0
     if not yes and not _confirmed(report, json_output):
         if json_output:
             skipped = [_not_confirmed(m) for m in models]
-            print_json(run_json(skipped, [], dry_run=dry_run))
+            report_json = run_json(
+                skipped + installed, [], dry_run=dry_run, scripts_in_output=_scripts(settings)
+            )
+            print_json(report_json)
         return 0
     result = _loop(
         report,
@@ -168,11 +175,20 @@ def _run_plan(
         json_output=json_output,
         search_all=search_all,
     )
+    # The exit code is about what this run fetched: a misplaced copy is reported, not a failure.
+    code = exit_code(result.results, interrupted=result.interrupted)
+    result.results.extend(installed)
     for warning in result.notices:
         notice(warning, level="warning")
     if json_output:
         print_json(
-            run_json(result.results, result.verifications, interrupted=result.interrupted, dry_run=dry_run)
+            run_json(
+                result.results,
+                result.verifications,
+                interrupted=result.interrupted,
+                dry_run=dry_run,
+                scripts_in_output=_scripts(settings),
+            )
         )
     else:
         _print_summary(stdout_console(), result, settings, log_path)
@@ -182,7 +198,7 @@ def _run_plan(
             "Run the same command again to resume.",
             level="warning",
         )
-    return exit_code(result.results, interrupted=result.interrupted)
+    return code
 
 
 def _loop(
@@ -355,6 +371,21 @@ def _confirmed(report: ScanResult, json_output: bool) -> bool:
             console.print(plan_table(report.missing, targets=targets, verbose=True))
 
 
+def _installed(report: ScanResult, settings: Settings) -> list[ModelResult]:
+    """The needed models the scan found on disk, with what `downloaded_models.json` knows of them."""
+    try:
+        records = DownloadedModels(settings.output_dir).load()
+    except ComfyFixerError as exc:  # the loop reports a damaged state file; here it only costs the sha256
+        notice(f"{exc.message}: installed models are listed without their recorded sha256", level="warning")
+        records = []
+    refs = [*report.references, *report.text_references]
+    return installed_results(refs, records, include_bypassed=report.include_bypassed)
+
+
+def _scripts(settings: Settings) -> int:
+    return len(ScriptCounter(settings.output_dir).scripts())
+
+
 def _not_confirmed(model: MissingModel) -> ModelResult:
     return ModelResult.of(model, "skipped", "not confirmed: run again with --yes")
 
@@ -400,6 +431,9 @@ def _print_summary(console: Console, result: RunResult, settings: Settings, log_
     c = counts(result.results)
     parts = [f"{c[k]} {k.replace('_', ' ')}" for k in _STYLE if c[k]]
     console.print(
-        Text(", ".join(parts) + f"; {c['scripts']} script(s) in {short_path(str(settings.output_dir))}/")
+        Text(
+            ", ".join(parts) + f"; {c['scripts']} script(s) used this run, "
+            f"{_scripts(settings)} in {short_path(str(settings.output_dir))}/"
+        )
     )
     console.print(f"log: {short_path(str(log_path))}")

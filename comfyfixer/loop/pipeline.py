@@ -222,7 +222,8 @@ class Pipeline:
         base.path = str(destination)
         try:
             script = self.counter.create_script(
-                lambda n: self.stages.scripts.render(n, model, cand, destination)
+                lambda n: self.stages.scripts.render(n, model, cand, destination),
+                owns=lambda path: self.stages.scripts.owns(path, destination),
             )
         except (ComfyFixerError, OSError) as exc:
             base.outcome, base.reason = "download_failed", f"could not write the download script: {why(exc)}"
@@ -230,7 +231,8 @@ class Pipeline:
             return
         base.script = str(script.path)
         if self.options.dry_run:
-            base.outcome, base.reason = "planned", f"script written: {script.path.name}"
+            written = "rewritten" if script.reused else "written"
+            base.outcome, base.reason = "planned", f"script {written}: {script.path.name}"
             self._finish(index, model, base)
             return
         try:

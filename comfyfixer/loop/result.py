@@ -182,14 +182,17 @@ def verification_json(batch: VerificationBatch) -> dict[str, Any]:
     }
 
 
-def counts(results: list[ModelResult]) -> dict[str, int]:
-    """Every outcome (zeros included), plus `total`, `failed` and `scripts` (scripts written this run)."""
+def counts(results: list[ModelResult], *, scripts_in_output: int | None = None) -> dict[str, int]:
+    """Every outcome (zeros included), plus `total`, `failed`, `scripts` (scripts this run wrote or
+    rewrote) and, when given, `scripts_in_output` (every download script in the output folder)."""
     out = dict.fromkeys(OUTCOMES, 0)
     for r in results:
         out[r.outcome] += 1
     out["total"] = len(results)
     out["failed"] = sum(1 for r in results if not r.ok)
     out["scripts"] = sum(1 for r in results if r.script and r.outcome != "already_present")
+    if scripts_in_output is not None:
+        out["scripts_in_output"] = scripts_in_output
     return out
 
 
@@ -199,12 +202,13 @@ def run_json(
     *,
     interrupted: bool = False,
     dry_run: bool = False,
+    scripts_in_output: int | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": RUN_JSON_SCHEMA,
         "models": [model_json(r) for r in results],
         "verifications": [verification_json(v) for v in verifications],
-        "counts": counts(results),
+        "counts": counts(results, scripts_in_output=scripts_in_output),
         "interrupted": interrupted,
         "dry_run": dry_run,
     }

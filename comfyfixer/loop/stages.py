@@ -76,6 +76,10 @@ class ScriptMaker(Protocol):
         """`(file name, script text)` for script number `number`."""
         ...
 
+    def owns(self, script: Path, destination: Path) -> bool:
+        """Whether an existing script downloads to `destination` (the model's own script)."""
+        ...
+
 
 class Placement(Protocol):
     def destination(self, model: MissingModel, candidate: Candidate) -> Path:

@@ -20,7 +20,7 @@ from comfyfixer.resolvers.names import install_name
 from comfyfixer.resolvers.urls import token_kind
 from comfyfixer.resolvers.validate import catalogue_grant
 from comfyfixer.scripts.render import ScriptPlan, render_script, script_file_name
-from comfyfixer.scripts.run import ScriptProcess
+from comfyfixer.scripts.run import ScriptProcess, script_destination
 from comfyfixer.verify import quarantine, verify_download
 
 
@@ -64,6 +64,12 @@ class RenderedScripts:
         except ValueError as exc:
             raise ComfyFixerError(f"the candidate cannot become a safe script: {exc}") from exc
         return script_file_name(number, model.name), render_script(plan)
+
+    def owns(self, script: Path, destination: Path) -> bool:
+        try:
+            return script_destination(script) == destination
+        except (OSError, UnicodeDecodeError, ValueError):  # not one of ours, or unreadable
+            return False
 
 
 class ScriptLauncher:

@@ -4,6 +4,11 @@ Numbers are handed out under a file lock, so two runs started at once never get 
 a number is never reused: the next number is also above every `download_NNN_*.sh` already in the
 folder, which keeps the promise when the counter file was deleted or damaged. Scripts are created
 with a hard link from a finished temp file, which is atomic and refuses to replace an existing file.
+
+One script per model and destination: when a later run needs a model again (its download failed,
+or a dry run only planned it), `create_script(..., owns=...)` finds the script that already belongs
+to it and rewrites that one under its own number, so output/ holds one script per model, not one per
+attempt. The number still was used once and only once; the counter does not move.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ _SCRIPT_NUMBER = re.compile(r"^download_(\d+)_")
 class ScriptFile:
     number: int
     path: Path
+    reused: bool = False  # the model's own script from an earlier run, rewritten in place
 
 
 class ScriptCounter:
@@ -69,22 +75,52 @@ class ScriptCounter:
         with self._locked():
             return self._advance()
 
-    def create_script(self, render: Callable[[int], tuple[str, str]]) -> ScriptFile:
-        """Take a number and create the script `render(number)` returns as `(file_name, text)`.
+    def create_script(
+        self, render: Callable[[int], tuple[str, str]], *, owns: Callable[[Path], bool] | None = None
+    ) -> ScriptFile:
+        """Create the script `render(number)` returns as `(file_name, text)`.
 
-        The file is complete and executable when it appears, and an existing file is never
+        When `owns` accepts an existing `download_NNN_*.sh` (the model's own script from an earlier
+        run), that script is rewritten atomically under its number. Otherwise a new number is taken;
+        the file is complete and executable when it appears, and an existing file is never
         replaced: on a name clash the next number is taken.
         """
         with self._locked():
+            own = self._owned_script(owns) if owns is not None else None
+            if own is not None:
+                number, old = own
+                file_name, text = render(number)
+                path = self.output_dir / _plain_name(file_name)
+                atomic_write_text(path, text, mode=0o755)
+                if old != path:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+                return ScriptFile(number, path, reused=True)
             while True:
                 number = self._advance()
                 file_name, text = render(number)
-                if "/" in file_name or file_name.startswith("."):
-                    raise StateError(file_name, "a script name must be a plain file name")
-                path = self.output_dir / file_name
+                path = self.output_dir / _plain_name(file_name)
                 if _create_exclusive(path, text):
                     return ScriptFile(number, path)
                 log.warning("script %s already exists; taking the next number", path)
+
+    def scripts(self) -> list[Path]:
+        """Every `download_NNN_*.sh` in the folder, by number."""
+        try:
+            names = os.listdir(self.output_dir)
+        except FileNotFoundError:
+            return []
+        found = [(int(m.group(1)), name) for name in names if (m := _SCRIPT_NUMBER.match(name))]
+        return [self.output_dir / name for _, name in sorted(found) if name.endswith(".sh")]
+
+    def _owned_script(self, owns: Callable[[Path], bool]) -> tuple[int, Path] | None:
+        # The highest number wins when (by hand) several scripts claim the same destination.
+        for path in reversed(self.scripts()):
+            if path.is_file() and owns(path):
+                match = _SCRIPT_NUMBER.match(path.name)
+                assert match is not None
+                return int(match.group(1)), path
+        return None
 
     def _advance(self) -> int:
         number = max(self._read_counter(), self._highest_script()) + 1
@@ -115,6 +151,12 @@ class ScriptCounter:
             if match:
                 highest = max(highest, int(match.group(1)))
         return highest
+
+
+def _plain_name(file_name: str) -> str:
+    if "/" in file_name or file_name.startswith("."):
+        raise StateError(file_name, "a script name must be a plain file name")
+    return file_name
 
 
 def _create_exclusive(path: Path, text: str) -> bool:
