@@ -273,11 +273,13 @@ def test_second_run_skips_verified_models_and_dry_run_runs_nothing(
     assert second.results[0].outcome == "already_present"
     assert second.results[0].script == "download_001_a.safetensors.sh"
     assert len(server.requests) == requests
-    # The file is gone: the record no longer counts, and a dry run only plans.
+    # The file is gone: the record no longer counts, and a dry run only plans, rewriting the model's
+    # own script under its number rather than taking a new one.
     (tmp_path / "ComfyUI/models/loras/a.safetensors").unlink()
     dry = _run(tmp_path, stages, models, dry_run=True)
     assert dry.results[0].outcome == "planned"
-    assert dry.results[0].script and Path(dry.results[0].script).name == "download_002_a.safetensors.sh"
+    assert dry.results[0].script and Path(dry.results[0].script).name == "download_001_a.safetensors.sh"
+    assert "rewritten" in dry.results[0].reason
     assert len(server.requests) == requests
     assert exit_code(dry.results) == 0
 
