@@ -320,7 +320,7 @@ def test_interrupt_stops_downloads_keeps_part_and_next_run_resumes(
     assert (tmp_path / "ComfyUI/models/loras/big.safetensors").read_bytes() == data
     ranges = [r.range for r in server.requests_to("/f/big.safetensors", "GET")]
     assert ranges and ranges[0] is not None and ranges[0].startswith(f"bytes={kept}")
-    assert Path(again.results[0].script or "").name == "download_002_big.safetensors.sh"
+    assert Path(again.results[0].script or "").name == "download_001_big.safetensors.sh"  # its own script
 
 
 def test_an_error_in_the_loop_stops_running_downloads(tmp_path: Path, server: FileServer) -> None:
