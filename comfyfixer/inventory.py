@@ -59,10 +59,6 @@ class Inventory:
         """Read the install's folders (`Layout.load`) and index every model file under them."""
         return cls(Layout.load(comfyui_root, extra_yaml))
 
-    @property
-    def file_count(self) -> int:
-        return len(self._files)
-
     def _index(self, top: str) -> None:
         files, dirs, by_base = self._files, self._dirs, self._by_base
         files_lower, dirs_lower = self._files_lower, self._dirs_lower

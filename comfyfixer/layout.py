@@ -223,15 +223,12 @@ class Layout:
 
     @property
     def keys(self) -> list[str]:
-        """Every folder key this install registers (canonical names)."""
-        return sorted(self._registry.dirs)
+        """Every folder key this install registers (canonical names), in registration order."""
+        return list(self._registry.dirs)
 
-    def dirs_for(self, directory_key: str) -> list[Path]:
+    def dir_paths(self, directory_key: str) -> list[str]:
         """Every directory of a folder key (aliases accepted), in ComfyUI's lookup order."""
-        return [Path(p) for p in self.dir_paths(folders.canonical(directory_key))]
-
-    def dir_paths(self, key: str) -> list[str]:
-        """The directories of a canonical key, as absolute path strings (what the inventory indexes)."""
+        key = folders.canonical(directory_key)
         paths = self._registry.dirs.get(key)
         if paths is None:  # a key nothing registered: ComfyUI would look in models/<key>
             paths = [os.path.join(self.models_dir, *key.split("/"))]

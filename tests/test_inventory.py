@@ -11,7 +11,12 @@ from comfyfixer.cli.errors import explain
 from comfyfixer.errors import InputError
 from comfyfixer.inventory import Inventory
 from comfyfixer.models import Reference
+from comfyfixer.tree import iter_tree
 
+
+def _files_walked(top: Path) -> list[str]:
+    """Every file the inventory's walk of `top` reaches."""
+    return [path for path, is_dir in iter_tree(str(top)) if not is_dir]
 
 def touch(path: Path, size: int = 16) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,7 @@ def test_hidden_temp_and_partial_files_do_not_count(root: Path) -> None:
     inv = Inventory.load(root)
     for name in (".hidden.safetensors", "in_git.safetensors", "big.safetensors", "bad.safetensors"):
         assert status(inv, "checkpoints", name) == ("missing", None), name
-    assert inv.file_count == 0
+    assert _files_walked(root / "models") == []
 
 
 def test_directory_models_are_checked_as_directories(root: Path) -> None:
@@ -142,7 +147,7 @@ def test_symlink_loop_terminates_and_linked_files_are_found(root: Path, tmp_path
     via_link = root / "models/loras/linked" / f.name
     assert status(inv, "loras", "linked/linked.safetensors") == ("present", str(via_link))
     # The loop was entered once at most: no path runs through it twice.
-    assert inv.file_count == 1
+    assert _files_walked(root / "models") == [str(via_link)]
 
 
 def test_target_dir_defaults_to_folder_named_after_key(root: Path) -> None:
@@ -197,7 +202,7 @@ def test_extra_model_paths_yaml(root: Path, tmp_path: Path, monkeypatch: pytest.
     assert status(inv, "vae", "ae.sft") == ("present", str(vae))
     # is_default sections become the download target and come first in lookup order.
     assert inv.layout.target_dir("unet") == shared / "unet_here"
-    assert inv.layout.dirs_for("clip")[0] == shared / "clip_here"
+    assert inv.layout.dir_paths("clip")[0] == str(shared / "clip_here")
     assert inv.layout.target_dir("checkpoints") == root / "models" / "checkpoints"
     roots = set(inv.layout.models_roots)
     assert {shared / "unet_here", home / "sd-webui/models/Stable-diffusion", root / "models"} <= roots

@@ -66,7 +66,7 @@ def test_resolution_measure(
                 if c is not None and expected is not None and c.url.split("?", 1)[0] in hinted:
                     sha = expected.sha256  # the very URL the workflow names for this model
                 chosen[key] = sha or ("no-sha256" if c else None)
-            average = finder.average_requests
+            average = finder.counter.average_per_model
     score = world.score(chosen)
     total = len(chosen)
     existing = total - len(score.correct_not_found) - sum(1 for k in score.wrong if world.expected[k] is None)

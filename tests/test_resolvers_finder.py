@@ -196,7 +196,7 @@ def test_searches_and_trees_are_fetched_once_per_run(net: Net) -> None:
         net.hub.clear_log()
         finder.find(MissingModel("wan_2.1_vae.safetensors", "vae"))
     assert net.hub.requests_to("/api/*") == []  # memoised; only the validation HEAD went out
-    assert finder.counter.models == 2 and finder.average_requests > 0
+    assert finder.counter.models == 2 and finder.counter.average_per_model > 0
 
 
 def test_the_last_resort_sweep_of_a_big_publisher_is_capped_per_model(net: Net) -> None:

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from comfyfixer.config import Settings
@@ -25,6 +25,9 @@ from comfyfixer.models import Candidate, base_name
 from comfyfixer.resolvers.names import accepted_names
 from comfyfixer.resolvers.urls import clean_url
 from comfyfixer.state.atomic import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,16 @@ def _folder_matches(wanted: str | None, found: str | None) -> bool:
     return found is not None and canonical(wanted) == found
 
 
+
+def _revalidation_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """Conditional-request headers from the cached copy's validators."""
+    headers: dict[str, str] = {}
+    if meta.get("etag"):
+        headers["If-None-Match"] = str(meta["etag"])
+    if meta.get("last_modified"):
+        headers["If-Modified-Since"] = str(meta["last_modified"])
+    return headers
+
 class Catalogue:
     """ComfyUI-Manager's model list, cached on disk and loaded lazily once per run."""
 
@@ -140,21 +153,9 @@ class Catalogue:
         if self.session is None:
             self.status = "cached (no network client)" if cached is not None else "unavailable"
             return cached or []
-        headers: dict[str, str] = {}
-        if cached is not None:
-            if meta.get("etag"):
-                headers["If-None-Match"] = str(meta["etag"])
-            if meta.get("last_modified"):
-                headers["If-Modified-Since"] = str(meta["last_modified"])
+        headers = _revalidation_headers(meta) if cached is not None else {}
         try:
-            response = self.session.request("GET", url, source="catalogue", headers=headers)
-            hops = 0
-            while response.status_code in (301, 302, 307, 308) and hops < 3:
-                target = urljoin(url, response.headers.get("location", ""))
-                if not self.settings.host_allowed(target, redirect=True):
-                    raise SourceError("catalogue", f"redirect to a host that is not allowed: {target}")
-                response = self.session.request("GET", target, source="catalogue", headers=headers)
-                hops += 1
+            response = self._get(self.session, url, headers)
             if response.status_code == 304 and cached is not None:
                 self.status = "revalidated"
                 return cached
@@ -175,21 +176,37 @@ class Catalogue:
             log.warning("catalogue unavailable: %s", exc)
             self.status = f"unavailable: {exc}"
             return []
-        if self.cache_dir is not None:
-            try:
-                atomic_write_bytes(self.cache_dir / CACHE_NAME, response.content)
-                atomic_write_json(
-                    self.cache_dir / META_NAME,
-                    {
-                        "url": url,
-                        "etag": response.headers.get("etag"),
-                        "last_modified": response.headers.get("last-modified"),
-                    },
-                )
-            except OSError as exc:
-                log.warning("catalogue cache not written: %s", exc)
+        self._write_cache(url, response)
         self.status = "fresh"
         return models
+
+    def _get(self, session: HttpSession, url: str, headers: dict[str, str]) -> httpx.Response:
+        """GET the list, following at most three redirects, each to an allowed host."""
+        response = session.request("GET", url, source="catalogue", headers=headers)
+        hops = 0
+        while response.status_code in (301, 302, 307, 308) and hops < 3:
+            target = urljoin(url, response.headers.get("location", ""))
+            if not self.settings.host_allowed(target, redirect=True):
+                raise SourceError("catalogue", f"redirect to a host that is not allowed: {target}")
+            response = session.request("GET", target, source="catalogue", headers=headers)
+            hops += 1
+        return response
+
+    def _write_cache(self, url: str, response: httpx.Response) -> None:
+        if self.cache_dir is None:
+            return
+        try:
+            atomic_write_bytes(self.cache_dir / CACHE_NAME, response.content)
+            atomic_write_json(
+                self.cache_dir / META_NAME,
+                {
+                    "url": url,
+                    "etag": response.headers.get("etag"),
+                    "last_modified": response.headers.get("last-modified"),
+                },
+            )
+        except OSError as exc:
+            log.warning("catalogue cache not written: %s", exc)
 
     def _ensure(self) -> dict[str, list[dict[str, Any]]]:
         with self._lock:

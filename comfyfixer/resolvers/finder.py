@@ -146,10 +146,6 @@ class Finder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def average_requests(self) -> float:
-        return self.counter.average_per_model
-
     # -- building blocks -----------------------------------------------------------------------------
     def check(self, model: MissingModel, candidate: Candidate, *, check_name: bool = True) -> Candidate:
         """Validate a candidate for `model`: exact name (unless the workflow paired it), then the URL.

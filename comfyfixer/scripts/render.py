@@ -96,7 +96,7 @@ class ScriptPlan:
     number: int
     name: str  # as referenced by the workflow
     directory: str | None
-    dest: Path  # absolute, already proven safe by `paths.safe_destination`
+    dest: Path  # absolute, already proven safe by `layout.safe_destination`
     url: str
     sha256: str | None
     size: int | None
@@ -116,6 +116,21 @@ class ScriptPlan:
             raise ValueError(f"destination must be absolute: {self.dest}")
         if has_control_chars(str(self.dest)):
             raise ValueError("destination contains a control character")
+        self._check_url()
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise ValueError(f"sha256 must be 64 lower-case hex digits: {self.sha256!r}")
+        if self.size is not None and self.size < 0:
+            raise ValueError(f"size must be >= 0: {self.size}")
+        if self.granted_by is not None and has_control_chars(self.granted_by):
+            raise ValueError("granted_by must be a single line")
+        if self.auth is not None and self.auth not in TOKEN_VARIABLES:
+            raise ValueError(f"unknown auth kind {self.auth!r}")
+        for label, value in (("python", self.python), ("user_agent", self.user_agent)):
+            if not value or has_control_chars(value):
+                raise ValueError(f"{label} must be a non-empty single line")
+
+    def _check_url(self) -> None:
+        """http(s) with a host, one clean line, no credentials or token, on an allowed host (or granted)."""
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"download URL must be http(s) with a host: {redact(self.url)!r}")
@@ -125,19 +140,8 @@ class ScriptPlan:
             raise ValueError("download URL must not carry credentials")
         if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
             raise ValueError("download URL must not carry a token; tokens come from the environment")
-        if self.sha256 is not None and not _SHA256.match(self.sha256):
-            raise ValueError(f"sha256 must be 64 lower-case hex digits: {self.sha256!r}")
-        if self.size is not None and self.size < 0:
-            raise ValueError(f"size must be >= 0: {self.size}")
         if not (self.granted_by or self.hosts.allows(self.url)):
             raise ValueError(f"download URL is on a host that is not allowed: {parts.hostname}")
-        if self.granted_by is not None and has_control_chars(self.granted_by):
-            raise ValueError("granted_by must be a single line")
-        if self.auth is not None and self.auth not in TOKEN_VARIABLES:
-            raise ValueError(f"unknown auth kind {self.auth!r}")
-        for label, value in (("python", self.python), ("user_agent", self.user_agent)):
-            if not value or has_control_chars(value):
-                raise ValueError(f"{label} must be a non-empty single line")
 
     @property
     def part(self) -> Path:

@@ -413,27 +413,7 @@ class FakeHub(FakeServer):
         if full and expand:
             self._error(ex, 400, "expand cannot be combined with full", None, api=True)
             return
-        search = (ex.param("search") or "").lower()
-        author = (ex.param("author") or "").lower()
-        filters = [f for raw in ex.params("filter") for f in raw.split(",") if f]
-        pipeline = ex.param("pipeline_tag")
-        gated = ex.param("gated")
-        repos = []
-        for repo in self.repos.values():
-            tags = set(repo.tags) | {t for t in (repo.library_name, repo.pipeline_tag) if t}
-            if repo.private:
-                continue
-            if search and search not in repo.id.lower():
-                continue
-            if author and repo.author.lower() != author:
-                continue
-            if any(f not in tags for f in filters):
-                continue
-            if pipeline and repo.pipeline_tag != pipeline:
-                continue
-            if gated is not None and bool(repo.gated) != truthy(gated):
-                continue
-            repos.append(repo)
+        repos = [repo for repo in self.repos.values() if self._listed(ex, repo)]
         sort = SORT_KEYS.get(ex.param("sort") or "")
         if sort:
             repos.sort(key=lambda r: r.summary(True)[sort], reverse=True)
@@ -458,6 +438,23 @@ class FakeHub(FakeServer):
         if offset + page_size < len(repos):
             headers.append(("Link", f'<{self._next_url(ex, "/api/models", offset + page_size)}>; rel="next"'))
         ex.json(200, items, headers)
+
+    @staticmethod
+    def _listed(ex: Exchange, repo: HubRepo) -> bool:
+        """Whether a repo passes the search filters (public, search, author, tags, pipeline, gated)."""
+        search = (ex.param("search") or "").lower()
+        author = (ex.param("author") or "").lower()
+        filters = [f for raw in ex.params("filter") for f in raw.split(",") if f]
+        pipeline = ex.param("pipeline_tag")
+        gated = ex.param("gated")
+        tags = set(repo.tags) | {t for t in (repo.library_name, repo.pipeline_tag) if t}
+        if repo.private or (search and search not in repo.id.lower()):
+            return False
+        if (author and repo.author.lower() != author) or any(f not in tags for f in filters):
+            return False
+        if pipeline and repo.pipeline_tag != pipeline:
+            return False
+        return gated is None or bool(repo.gated) == truthy(gated)
 
     @staticmethod
     def _next_url(ex: Exchange, raw_path: str, cursor: int) -> str:
