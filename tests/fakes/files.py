@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -198,6 +199,26 @@ def _stream(ex: Exchange, blob: Blob, start: int, end: int, drop_after: int | No
                 return
 
 
+def _stream_endless(ex: Exchange, announce: int, limit: int) -> None:
+    headers = [("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes")]
+    if ex.is_head:
+        ex.start(200, [*headers, ("Content-Length", str(announce))])
+        return
+    ex.start(200, [*headers, ("Connection", "close")])  # no length: the body ends when we say so
+    header = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    piece = struct.pack("<Q", len(header)) + header
+    piece += bytes(64 << 10)
+    sent = 0
+    try:
+        while sent < limit and not ex.wait(0):
+            ex.write(piece)
+            sent += len(piece)
+            piece = bytes(64 << 10)
+    except OSError:
+        pass  # the client hung up: what a size cap does
+    ex.drop()
+
+
 def sparse_file(path: Path, size: int) -> Path:
     """A file of `size` zero bytes that takes no disk space (for 1 GiB throughput benchmarks)."""
     with open(path, "wb") as fh:
@@ -207,7 +228,7 @@ def sparse_file(path: Path, size: int) -> Path:
 
 @dataclass
 class _Rule:
-    kind: str  # redirect | html | json | drop
+    kind: str  # redirect | html | json | drop | endless
     times: int | None
     status: int = 200
     location: str = ""
@@ -278,6 +299,14 @@ class FileServer(FakeServer):
         """Answer `path` with a JSON body (an API error saved as a model file, if the client is careless)."""
         self._add_rule(path, _Rule("json", times, status=status, body=json.dumps(obj).encode()))
 
+    def endless(self, path: str, announce: int, *, limit: int = 256 << 20) -> None:
+        """HEAD announces `announce` bytes; GET streams without a length until the client hangs up.
+
+        The body starts like a safetensors file, so only a size cap can stop it; `limit` bounds the
+        fake itself (a test must never depend on it: `bytes_sent` shows how far a client let it go).
+        """
+        self._add_rule(path, _Rule("endless", None, after=announce, location=str(limit)))
+
     def drop(self, path: str, after: int, *, times: int | None = 1) -> None:
         """On GET, send full headers and `after` body bytes, then cut the connection."""
         self._add_rule(path, _Rule("drop", times, after=after))
@@ -328,6 +357,9 @@ class FileServer(FakeServer):
                 return
             if rule.kind == "json":
                 ex.reply(rule.status, rule.body, content_type="application/json; charset=utf-8")
+                return
+            if rule.kind == "endless":
+                _stream_endless(ex, rule.after, int(rule.location))
                 return
             drop_after = rule.after
         blob = self.blobs.get(ex.path)
