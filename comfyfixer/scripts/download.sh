@@ -40,6 +40,8 @@ RETRY_DELAY="${COMFYFIXER_RETRY_DELAY:-2}"
 RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
+OUT=""
+WHY=""
 HOLD_LOCK=0
 HASHER=""
 FORMAT=""
@@ -98,12 +100,21 @@ hash_file() {
   printf '%s\n' "${out%% *}"
 }
 
+# Runs one carried program (`python -S -c PROGRAM ARGS`): its output in OUT, its reason in WHY.
+run_check() {
+  local rc=0
+  OUT=$("$PYTHON" -S -c "$@" 2>"$WORK/why") || rc=$?
+  WHY=$(cat -- "$WORK/why" 2>/dev/null) || WHY=""
+  WHY=${WHY//comfyfixer: /}
+  return "$rc"
+}
+
 # The format check of `checks/formats.py` (the one `comfyfixer verify` runs): 0 passes, 1 fails,
-# 2 unreadable, 3 an HTML page or JSON error. The reason goes to stderr; FORMAT is set to what the
-# header says the file is.
+# 2 unreadable, 3 an HTML page or JSON error; the reason in WHY, what the header says in FORMAT.
 format_check() {
   local rc=0
-  FORMAT=$("$PYTHON" -S -c "$FORMATS_PY" "$1" "$BASE_NAME") || rc=$?
+  run_check "$FORMATS_PY" "$1" "$BASE_NAME" || rc=$?
+  FORMAT=$OUT
   return "$rc"
 }
 
@@ -151,7 +162,7 @@ check_existing() {
       "it was left untouched: move it away and run again"
   fi
   if ! format_check "$DEST"; then
-    fail 18 "$DEST already exists but is not a valid model file (see above); delete it and run again"
+    fail 18 "$DEST already exists but is not a valid model file ($WHY); delete it and run again"
   fi
   if sha=$(sidecar_sha256); then
     :
@@ -227,14 +238,10 @@ fetch() {
 # location), or the target of a redirect from HOP_URL. Sets HOP_URL and HOP_TOKEN; a refused host
 # ends the script with exit 21 and the host named (nothing was requested from it).
 next_hop() {
-  local out rc=0
-  out=$("$PYTHON" -S -c "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
-    "$URL" "$@") || rc=$?
-  if [ "$rc" != 0 ]; then
-    fail 21 "stopped before any byte came from a host that is not allowed; the partial file is kept"
-  fi
-  HOP_URL=${out%$'\n'*}
-  case ${out##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
+  run_check "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" "$@" ||
+    fail 21 "$WHY"
+  HOP_URL=${OUT%$'\n'*}
+  case ${OUT##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
 }
 
 # One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
@@ -323,18 +330,13 @@ pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 # pickle names must be one weights files use; anything else is refused unless the user allows it.
 pickle_gate() {
   local rc=0
-  "$PYTHON" -S -c "$PICKLES_PY" "$1" || rc=$?
+  run_check "$PICKLES_PY" "$1" || rc=$?
   [ "$rc" = 0 ] && return 0
   if pickle_allowed; then
-    say "warning: installing a pickle file the gate refused, because COMFYFIXER_ALLOW_PICKLE=1"
+    say "warning: installing a pickle file the gate refused ($WHY), because COMFYFIXER_ALLOW_PICKLE=1"
     return 0
   fi
-  if [ "$rc" = 1 ]; then
-    reject 16 "refusing to install: the pickle file imports code that weights files do not use;" \
-      "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
-  fi
-  reject 16 "refusing to install: the pickle file could not be checked;" \
-    "set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
+  reject 16 "refusing to install: $WHY; set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
 }
 
 # What `checks/` says about the finished part, before it is moved into place: the format check
@@ -343,7 +345,7 @@ check_part() {
   case $1 in
     0) ;;
     2) fail 15 "cannot read $PART to check it; run this script again" ;;
-    *) reject 23 "the download is not a valid model file (see the reason above)" ;;
+    *) reject 23 "the download is not a valid model file: $WHY" ;;
   esac
   case $PICKLE_EXT/$FORMAT in ?*/* | */pickle | */pickle-zip) pickle_gate "$PART" ;; esac
 }
@@ -375,6 +377,7 @@ if command -v flock >/dev/null 2>&1; then
   HOLD_LOCK=1
 fi
 
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 if [ -e "$DEST" ]; then check_existing; fi
 
 if command -v curl >/dev/null 2>&1; then
@@ -388,7 +391,6 @@ elif command -v wget >/dev/null 2>&1; then
 else
   fail 17 "neither curl nor wget is installed; install curl and run this script again"
 fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 : >>"$PART" 2>/dev/null || fail 15 "cannot write $PART; check permissions and free space"
 
 attempt=0
