@@ -12,7 +12,16 @@ from collections.abc import Iterator
 log = logging.getLogger(__name__)
 
 # Files a download leaves behind before it is verified (ours and common tools'); never models.
-TEMP_SUFFIXES = (".part", ".rejected", ".tmp", ".partial", ".incomplete", ".crdownload", ".aria2")
+TEMP_SUFFIXES = (
+    ".part",
+    ".segments",  # a segmented download's resume record, `<name>.part.segments`
+    ".rejected",
+    ".tmp",
+    ".partial",
+    ".incomplete",
+    ".crdownload",
+    ".aria2",
+)
 
 
 def is_ignored(name: str) -> bool:

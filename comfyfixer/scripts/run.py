@@ -10,6 +10,7 @@ keeps the part, so the next run resumes. The script reports `COMFYFIXER_SHA256=<
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -140,7 +141,15 @@ class ScriptProcess:
         return self._popen.wait(timeout)
 
     def bytes_done(self) -> int:
-        """Bytes on disk so far: the part while downloading, the destination once installed."""
+        """Bytes on disk so far: the part while downloading, the destination once installed.
+
+        A segmented download preallocates its part, so its size says nothing; the resume record
+        beside it (rewritten four times a second) counts the bytes of every piece.
+        """
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(self.part.with_name(self.part.name + ".segments").read_bytes())
+            if isinstance(record, dict) and isinstance(record.get("bytes"), int):
+                return int(record["bytes"])
         for path in (self.part, self.dest):
             with contextlib.suppress(OSError):
                 return path.stat().st_size
