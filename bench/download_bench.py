@@ -1,168 +1,305 @@
-"""Download benchmark: the generated script against plain `curl -o`, and resume after a kill.
+"""Download benchmark: the generated script against curl, aria2c and hf_hub_download on a capped CDN.
 
-    python3 bench/download_bench.py [--size-mib 1024] [--rate-mbs 200] [--rounds 3]
+    python3 bench/download_bench.py [--size-mib 256] [--rate-mbs 40] [--rounds 5] [--segments 16]
 
-(1) Time to download + verify (size, sha256 while streaming, rename) a file from the loopback file
-    server throttled to ~200 MB/s, against `curl -sS -o` of the same file; the target ratio is
-    <= 1.15. (2) Kill the script half-way, run it again, and count the bytes the server sends the
-    second time; the target is <= 55% of the file. Files go to a temporary folder; 1 GiB only when
-    at least 5 GB are free there, else the size is scaled down and the output says so.
+A fake Hugging Face hub (`tests/fakes`) whose CDN caps every connection at --rate-mbs (`capped.py`,
+as the hubs' CDNs do) serves one safetensors file of --size-mib. Every client starts from the hub's
+`resolve` URL (a 302 to a signed CDN link) and must end with the right sha256 (checked outside the
+timing for the peers; the script hashes as part of its own run, as it must before installing):
+
+- script: `bash download_NNN.sh` as comfyfixer writes it (size and sha256 known);
+- curl: `curl -sS --fail -L -o FILE URL`;
+- aria2c: `aria2c -x16 -s16` (Debian's aria2, its defaults otherwise);
+- hf_hub_download: `huggingface_hub.hf_hub_download(..., endpoint=HUB)` in a fresh process and cache.
+
+(1) Rounds: one warm-up of each, then --rounds interleaved rounds (the order rotates), `sync` before
+    every run (excluded). Wall time, CPU (user + system of the process and its children), and per
+    round the paired ratio script / peer; the table gives medians. Targets: script <= 1.15x the
+    fastest peer, CPU <= 1.5x aria2c's.
+(2) Fixed cost: the script and curl on a 1 KiB file (median of --rounds).
+(3) Resume: each client is cut (SIGTERM to its process group) once the CDN has sent half the file,
+    then run again; the CDN's byte counter gives what the second run re-sent. Target <= 55%.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.capped import CappedServer  # noqa: E402
 from comfyfixer.scripts.render import ScriptPlan, render_script  # noqa: E402
-from comfyfixer.scripts.run import ScriptProcess  # noqa: E402
-from tests.fakes.files import FileServer, sparse_file  # noqa: E402
+from tests.fakes.hub import FakeHub  # noqa: E402
 
 MIB = 1 << 20
+REPO = "bench/model"
+HF_SNIPPET = (
+    "import sys\n"
+    "from huggingface_hub import hf_hub_download\n"
+    "hf_hub_download(sys.argv[1], sys.argv[2], endpoint=sys.argv[3], cache_dir=sys.argv[4])\n"
+)
 
 
-def _size_for(folder: Path, wanted: int) -> tuple[int, str]:
-    free = shutil.disk_usage(folder).free
-    if free >= 5 * 1024 * MIB:
-        return wanted, ""
-    scaled = max(16 * MIB, min(wanted, free // 5) // MIB * MIB)
-    return scaled, f"only {free // MIB} MiB free in {folder}: scaled down to {scaled // MIB} MiB"
+def safetensors_bytes(size: int) -> bytes:
+    """A valid safetensors file of exactly `size` bytes: one U8 tensor of random bytes."""
+    n = size
+    while True:
+        header = json.dumps({"w": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+        header += b" " * (-len(header) % 8)
+        if 8 + len(header) + n == size:
+            return len(header).to_bytes(8, "little") + header + os.urandom(n)
+        n = size - 8 - len(header)
+
+
+@dataclass
+class Client:
+    name: str
+    start: Callable[[Path], subprocess.Popen[bytes]]  # work dir -> the running download
+    result: Callable[[Path], Path]  # work dir -> the downloaded file
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "CIVITAI_API_TOKEN")}
-    env.update(COMFYFIXER_RETRY_DELAY="0", TMPDIR=str(tmp))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(
+        TMPDIR=str(tmp),
+        COMFYFIXER_RETRY_DELAY="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+        HF_HOME=str(tmp / "hf_home"),
+    )
     return env
 
 
-def _plan(dest: Path, url: str, sha256: str | None, size: int) -> ScriptPlan:
-    return ScriptPlan(
-        number=1, name=dest.name, directory="checkpoints", dest=dest, url=url, sha256=sha256, size=size,
-        auth=None, source="bench", why="benchmark", python=sys.executable, user_agent="comfyfixer/bench",
+def _popen(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
 
-def _timed(cmd: list[str], env: dict[str, str], cpu: list[float]) -> float:
-    """Wall-clock seconds of one run; its CPU seconds (user + system, all children) go to `cpu`."""
-    # Flush the previous run's dirty pages first: write-back of 1 GiB would slow whichever runs next.
-    os.sync()
+def make_clients(tmp: Path, url: str, hub_url: str, data: bytes, sha: str) -> list[Client]:
+    env = _env(tmp)
+    python = sys.executable
+
+    def script(work: Path) -> subprocess.Popen[bytes]:
+        dest = work / "models" / "checkpoints" / "model.safetensors"
+        plan = ScriptPlan(
+            number=1,
+            name=dest.name,
+            directory="checkpoints",
+            dest=dest,
+            url=url,
+            sha256=sha,
+            size=len(data),
+            auth=None,
+            source="bench",
+            why="benchmark",
+            python=python,
+            user_agent="comfyfixer/bench",
+        )
+        path = work / "download_001_model.sh"
+        path.write_text(render_script(plan))
+        return _popen(["bash", str(path)], env)
+
+    def curl(work: Path) -> subprocess.Popen[bytes]:
+        return _popen(["curl", "-sS", "--fail", "-L", "-C", "-", "-o", str(work / "curl.bin"), url], env)
+
+    def aria2c(work: Path) -> subprocess.Popen[bytes]:
+        return _popen(["aria2c", "-x16", "-s16", "-q", "-c", "-d", str(work), "-o", "aria2c.bin", url], env)
+
+    def hf(work: Path) -> subprocess.Popen[bytes]:
+        cmd = [python, "-c", HF_SNIPPET, REPO, "model.safetensors", hub_url, str(work / "hf_cache")]
+        return _popen(cmd, env)
+
+    def hf_result(work: Path) -> Path:
+        return next((work / "hf_cache").rglob("snapshots/*/model.safetensors"))
+
+    return [
+        Client("script", script, lambda w: w / "models" / "checkpoints" / "model.safetensors"),
+        Client("curl -o", curl, lambda w: w / "curl.bin"),
+        Client("aria2c -x16 -s16", aria2c, lambda w: w / "aria2c.bin"),
+        Client("hf_hub_download", hf, hf_result),
+    ]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 * MIB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def timed(client: Client, work: Path) -> tuple[float, float]:
+    os.sync()  # the previous run's dirty pages must not be flushed during this one
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = client.start(work)
+    _, err = proc.communicate()
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return wall
+    if proc.returncode != 0:
+        raise SystemExit(f"{client.name} failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def throughput(fs: FileServer, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
-    blob = fs.blobs["/bench.safetensors"]
-    url = fs.url_for("/bench.safetensors")
-    env = _env(tmp)
-    models = tmp / "models"
-    curl_times: list[float] = []
-    script_times: list[float] = []
-    curl_cpu: list[float] = []
-    script_cpu: list[float] = []
-    for i in range(rounds):
-        plain = tmp / "plain.bin"
-        dest = models / f"run{i}" / "bench.safetensors"
-        script = tmp / f"download_{i:03d}.sh"
-        script.write_text(render_script(_plan(dest, url, blob.sha256, size)))
-        # Alternate the order so neither side always runs on a warmer (or busier) machine.
-        for which in (("curl", "script") if i % 2 == 0 else ("script", "curl")):
-            if which == "curl":
-                curl_times.append(_timed(["curl", "-sS", "--fail", "-o", str(plain), url], env, curl_cpu))
-                plain.unlink()
-            else:
-                script_times.append(_timed(["bash", str(script)], env, script_cpu))
-                if dest.stat().st_size != size:
-                    raise SystemExit("the script did not install the whole file")
-                shutil.rmtree(dest.parent)
-    curl_s, script_s = statistics.median(curl_times), statistics.median(script_times)
-    return {
-        "curl_s": curl_s,
-        "script_s": script_s,
-        "ratio": script_s / curl_s,
-        "curl_mb_s": size / curl_s / 1e6,
-        "script_mb_s": size / script_s / 1e6,
-        "curl_cpu_s": statistics.median(curl_cpu),
-        "script_cpu_s": statistics.median(script_cpu),
-        "curl_runs": curl_times,
-        "script_runs": script_times,
-    }
+def fresh(tmp: Path, name: str) -> Path:
+    work = tmp / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
 
 
-def resume(fs: FileServer, tmp: Path, size: int) -> dict[str, float]:
-    blob = fs.blobs["/bench.safetensors"]
-    url = fs.url_for("/bench.safetensors")
-    dest = tmp / "models" / "resume" / "bench.safetensors"
-    script = tmp / "download_resume.sh"
-    script.write_text(render_script(_plan(dest, url, blob.sha256, size)))
-    fs.clear_log()
-    proc = ScriptProcess.start(script, env=_env(tmp), log_path=tmp / "resume.log", dest=dest)
-    while proc.bytes_done() < size // 2 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.terminate()
-    kept = dest.with_name(dest.name + ".part").stat().st_size
-    first = fs.bytes_sent()
-    fs.clear_log()
-    subprocess.run(["bash", str(script)], env=_env(tmp), check=True, capture_output=True)
-    second = fs.bytes_sent()
-    if dest.stat().st_size != size:
-        raise SystemExit("the resumed download is incomplete")
-    return {
-        "killed_at": kept / size,
-        "first_run_served": first / size,
-        "resume_served": second / size,
-        "range": float(fs.requests[0].range == f"bytes={kept}-"),
-    }
+def rounds(clients: list[Client], tmp: Path, sha: str, count: int) -> None:
+    for i in range(-1, count):  # round -1 is the warm-up
+        order = clients[i % len(clients) :] + clients[: i % len(clients)]
+        for client in order:
+            work = fresh(tmp, "run")
+            wall, cpu = timed(client, work)
+            got = sha256_of(client.result(work))
+            if got != sha:
+                raise SystemExit(f"{client.name} ended with sha256 {got}, expected {sha}")
+            if i >= 0:
+                client.walls.append(wall)
+                client.cpus.append(cpu)
+            shutil.rmtree(work)
+
+
+def resume(client: Client, tmp: Path, cdn: CappedServer, size: int, sha: str) -> tuple[float, float]:
+    """Cut the client once the CDN has sent half the file, run it again; (cut at, re-sent) as shares."""
+    work = fresh(tmp, "resume")
+    cdn.clear_log()
+    proc = client.start(work)
+    while cdn.bytes_sent() < size // 2 and proc.poll() is None:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGTERM)  # what Ctrl-C or `comfyfixer`'s stop does
+    proc.communicate()
+    cut = cdn.bytes_sent() / size
+    cdn.clear_log()
+    proc = client.start(work)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{client.name} resume failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}"
+        )
+    if sha256_of(client.result(work)) != sha:
+        raise SystemExit(f"{client.name} resumed to a wrong file")
+    resent = cdn.bytes_sent() / size
+    shutil.rmtree(work)
+    return cut, resent
+
+
+def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> tuple[float, float]:
+    tiny = safetensors_bytes(1024)
+    hub.add_file(REPO, "tiny.safetensors", tiny)
+    url = hub.resolve_url(REPO, "tiny.safetensors")
+    clients = make_clients(tmp, url, hub.url, tiny, hashlib.sha256(tiny).hexdigest())[:2]
+    for i in range(count + 1):
+        for client in clients:
+            work = fresh(tmp, "tiny")
+            wall, _ = timed(client, work)
+            if i:
+                client.walls.append(wall)
+    return statistics.median(clients[0].walls), statistics.median(clients[1].walls)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rate-mbs", type=float, default=200.0, help="server throttle in MB/s (1e6 bytes)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--rate-mbs", type=float, default=40.0, help="cap per connection, MB/s (1e6 bytes)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--segments", type=int, default=16, help="COMFYFIXER_SEGMENTS for the script")
+    parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
-    if shutil.which("curl") is None:
-        raise SystemExit("curl is needed for this benchmark")
+    for tool in ("curl", "aria2c", "bash"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed for this benchmark")
+    os.environ["COMFYFIXER_SEGMENTS"] = str(args.segments)
+    size = args.size_mib * MIB
+    data = safetensors_bytes(size)
+    sha = hashlib.sha256(data).hexdigest()
     with tempfile.TemporaryDirectory(prefix="comfyfixer-bench-") as td:
         tmp = Path(td)
-        size, note = _size_for(tmp, args.size_mib * MIB)
-        if note:
-            print(f"note: {note}")
-        source = sparse_file(tmp / "source.bin", size)
-        with FileServer() as fs:
-            fs.add("/bench.safetensors", file=source, rate=args.rate_mbs * 1e6)
-            _ = fs.blobs["/bench.safetensors"].sha256  # hash the source before timing anything
-            t = throughput(fs, tmp, size, args.rounds)
-            r = resume(fs, tmp, size)
-    print(f"file {size // MIB} MiB, server throttled to {args.rate_mbs:.0f} MB/s, median of {args.rounds}")
-    for label, key in (("(1) plain curl -o    ", "curl"), ("    script + verify  ", "script")):
-        runs = ", ".join(f"{x:.2f}" for x in t[f"{key}_runs"])
+        if shutil.disk_usage(tmp).free < 4 * size:
+            raise SystemExit(f"need {4 * size // MIB} MiB free in {tmp}")
+        with CappedServer(args.rate_mbs * 1e6) as cdn, FakeHub(cdn=cdn) as hub:
+            hub.add_file(REPO, "model.safetensors", data)
+            url = hub.resolve_url(REPO, "model.safetensors")
+            clients = make_clients(tmp, url, hub.url, data, sha)
+            load = os.getloadavg()[0]
+            rounds(clients, tmp, sha, args.rounds)
+            cuts = {} if args.no_resume else {c.name: resume(c, tmp, cdn, size, sha) for c in clients}
+            tiny_script, tiny_curl = fixed_cost(tmp, hub, args.rounds)
+            load = max(load, os.getloadavg()[0])
+    report(clients, cuts, args, size, load, tiny_script, tiny_curl)
+
+
+def report(
+    clients: list[Client],
+    cuts: dict[str, tuple[float, float]],
+    args: argparse.Namespace,
+    size: int,
+    load: float,
+    tiny_script: float,
+    tiny_curl: float,
+) -> None:
+    script = clients[0]
+    ideal = size / (args.segments * args.rate_mbs * 1e6)
+    print(
+        f"file {size // MIB} MiB, CDN capped at {args.rate_mbs:g} MB/s per connection, script with "
+        f"{args.segments} segments, median of {args.rounds} interleaved rounds, 1-min load up to {load:.1f}"
+    )
+    print(
+        "| client | wall (median) | CPU (median) | script/client wall (paired, median) | script/client CPU |"
+        " cut at | re-sent on resume |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for c in clients:
+        wall_ratio = statistics.median(s / p for s, p in zip(script.walls, c.walls, strict=True))
+        cpu_ratio = statistics.median(s / p for s, p in zip(script.cpus, c.cpus, strict=True))
+        cut, resent = cuts.get(c.name, (float("nan"), float("nan")))
         print(
-            f"{label}  {t[f'{key}_s']:7.2f} s  {t[f'{key}_mb_s']:6.1f} MB/s"
-            f"  cpu {t[f'{key}_cpu_s']:.2f} s  runs [{runs}]"
+            f"| {c.name} | {statistics.median(c.walls):.3f} s | {statistics.median(c.cpus):.3f} s | "
+            f"{wall_ratio:.2f}x | {cpu_ratio:.2f}x | {cut:.0%} | {resent:.0%} |"
         )
-    print(f"    ratio               {t['ratio']:7.3f}   (target <= 1.15)")
-    print(f"(2) killed at           {r['killed_at']:7.1%} of the file")
-    print(f"    re-sent on resume   {r['resume_served']:7.1%} of the file   (target <= 55%)")
-    print(f"    resumed with Range  {'yes' if r['range'] else 'NO'}")
+    peers = clients[1:]
+    fastest = min(peers, key=lambda c: statistics.median(c.walls))
+    best = [min(times) for times in zip(*(c.walls for c in peers), strict=True)]
+    paired = statistics.median(s / b for s, b in zip(script.walls, best, strict=True))
+    print(
+        f"script / fastest peer in each round (paired, median): {paired:.2f}x  (target <= 1.15; fastest "
+        f"by median: {fastest.name})"
+    )
+    print("runs: " + "; ".join(f"{c.name} [{', '.join(f'{w:.2f}' for w in c.walls)}]" for c in clients))
+    print(
+        f"fixed cost, 1 KiB file: script {tiny_script * 1000:.0f} ms, curl {tiny_curl * 1000:.0f} ms; "
+        f"ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s"
+    )
 
 
 if __name__ == "__main__":
