@@ -54,6 +54,7 @@ MIB = 1 << 20
 READ_BLOCK = MIB
 MAX_PIECE = 64 * MIB
 MIN_STEAL = 512 << 10
+MAX_HEADER = 64 << 10
 MAX_HOPS = 10
 MAX_RESOLVES = 20  # signed URLs re-resolved in one run (each expiry costs one)
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as failed
@@ -335,18 +336,93 @@ def usable_ranges(
 # ---- HTTP -------------------------------------------------------------------------------------------
 
 
-class Response:
-    """The parts of an answer the checks need, with the connection it arrived on."""
+class Connection:
+    """One keep-alive HTTP/1.1 connection, spoken directly on the socket.
 
-    def __init__(self, conn: Any, resp: Any, url: str) -> None:
+    http.client would cost 50 ms of imports (email.parser, datetime) in a program whose start-up is
+    part of every download, and a header parse per piece; this needs GET, a status line, headers
+    and a Content-Length body only (anything else is not a ranged model download: the single
+    stream takes over).
+    """
+
+    def __init__(self, scheme: str, host: str, port: int, context: Any) -> None:
+        import socket
+
+        sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            sock = context.wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        default = 443 if scheme == "https" else 80
+        self.host_header = host if port == default else f"{host}:{port}"
+        if ":" in host and port == default:
+            self.host_header = f"[{host}]"
+        elif ":" in host:
+            self.host_header = f"[{host}]:{port}"
+        self.extra = bytearray()  # body bytes that arrived with the headers
+
+    def request(self, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self.host_header}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = self.extra
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_HEADER:
+                raise OSError("the server's headers are too long")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise OSError("the server closed the connection")
+            data += chunk
+        head, _, rest = bytes(data).partition(b"\r\n\r\n")
+        self.extra = bytearray(rest)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise OSError(f"not an HTTP/1.x answer: {status_line[:60]!r}")
+        fields: dict[str, str] = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                fields[name.strip().lower()] = value.strip()
+        return int(parts[1]), fields
+
+    def readinto(self, view: memoryview) -> int:
+        if self.extra:
+            n = min(len(view), len(self.extra))
+            view[:n] = self.extra[:n]
+            del self.extra[:n]
+            return n
+        return int(self.sock.recv_into(view))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Response:
+    """An answer's status and headers, and its body still to be read from the connection."""
+
+    def __init__(self, conn: Connection, status: int, headers: dict[str, str], url: str) -> None:
         self.conn = conn
-        self.resp = resp
+        self.status = status
+        self.headers = headers
         self.url = url
-        self.status: int = resp.status
-        self.headers = resp.headers
+        length = headers.get("content-length", "")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.remaining: int | None = int(length) if length.isdigit() and not chunked else None
+        self.reusable = self.remaining is not None and "close" not in headers.get("connection", "").lower()
 
     def header(self, name: str) -> str:
-        return (self.headers.get(name) or "").strip()
+        return self.headers.get(name.lower(), "")
+
+    def readinto(self, view: memoryview) -> int:
+        """Body bytes into `view` (never past the body's end); 0 when the connection closed early."""
+        if self.remaining is not None:
+            view = view[: self.remaining]
+        n = self.conn.readinto(view) if len(view) else 0
+        if self.remaining is not None:
+            self.remaining -= n
+        return n
 
 
 class Fetcher:
@@ -364,35 +440,30 @@ class Fetcher:
         self.resolves = 0
         self.validator = ""
         self.local = threading.local()
-        self.open_conns: set[Any] = set()
+        self.open_conns: set[Connection] = set()
         self.stopping = False
         self._ssl: Any = None
 
-    def connection(self, url: str) -> Any:
-        import http.client
-
+    def connection(self, url: str) -> Connection:
         key = origin(url)
-        conns: dict[tuple[str, str, int], Any] = self.local.__dict__.setdefault("conns", {})
+        conns: dict[tuple[str, str, int], Connection] = self.local.__dict__.setdefault("conns", {})
         conn = conns.get(key)
         if conn is None:
             scheme, host, port = key
-            if scheme == "https":
-                if self._ssl is None:
-                    import ssl
+            if scheme == "https" and self._ssl is None:
+                import ssl
 
-                    self._ssl = ssl.create_default_context()
-                conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+                self._ssl = ssl.create_default_context()
+            conn = Connection(scheme, host, port, self._ssl)
             conns[key] = conn
             with self.lock:
+                self.open_conns.add(conn)
                 if self.stopping:
                     raise Stop(INTERRUPTED, "interrupted")
-                self.open_conns.add(conn)
         return conn
 
     def drop(self, url: str) -> None:
-        conns: dict[tuple[str, str, int], Any] = self.local.__dict__.setdefault("conns", {})
+        conns: dict[tuple[str, str, int], Connection] = self.local.__dict__.setdefault("conns", {})
         conn = conns.pop(origin(url), None)
         if conn is not None:
             with self.lock:
@@ -407,15 +478,11 @@ class Fetcher:
             self.stopping = True
             conns = list(self.open_conns)
         for conn in conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
     def request(self, url: str, first: int, last: int) -> Response:
         """One GET of bytes first..last (inclusive) on `url`, without following redirects."""
-        import http.client
-
         headers = {
             "User-Agent": self.user_agent,
             "Accept-Encoding": "identity",
@@ -423,29 +490,42 @@ class Fetcher:
         }
         if self.token and origin(url) == origin(self.url):
             headers["Authorization"] = "Bearer " + self.token
-        conn = self.connection(url)
-        try:
-            conn.request("GET", split_url(url)[3], headers=headers)
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            self.drop(url)
-            if self.stopping:
-                raise Stop(INTERRUPTED, "interrupted") from exc
-            if type(exc).__name__ == "SSLCertVerificationError":
-                raise Stop(FALLBACK, f"this Python cannot verify the server's certificate: {exc}") from exc
-            raise Retry(f"network error: {exc or type(exc).__name__}") from exc
-        return Response(conn, resp, url)
+        for fresh in (False, True):
+            try:
+                conn = self.connection(url)
+                status, fields = conn.request(split_url(url)[3], headers)
+                return Response(conn, status, fields, url)
+            except Stop:
+                raise
+            except Exception as exc:  # OSError, ssl errors, a garbled answer
+                self.drop(url)
+                if self.stopping:
+                    raise Stop(INTERRUPTED, "interrupted") from exc
+                if type(exc).__name__ == "SSLCertVerificationError":
+                    raise Stop(
+                        FALLBACK, f"this Python cannot verify the server's certificate: {exc}"
+                    ) from exc
+                if not fresh and isinstance(exc, OSError):
+                    continue  # a kept-alive connection the server closed meanwhile: one more, at once
+                raise Retry(f"network error: {exc or type(exc).__name__}") from exc
+        raise Retry("network error")
+
+    def done_with(self, r: Response) -> None:
+        """After a body was read to its end: keep the connection for the next request, or close it."""
+        if not (r.reusable and r.remaining == 0):
+            self.drop(r.url)
 
     def discard(self, r: Response) -> None:
-        """Finish a response we do not use: a short body is read, a long one closes the connection."""
-        length = r.header("Content-Length")
-        try:
-            if length.isdigit() and int(length) <= 65536:
-                r.resp.read()
+        """Finish an answer we do not use: a short body is read, a long one closes the connection."""
+        if r.remaining is not None and r.remaining <= 65536:
+            buf = memoryview(bytearray(65536))
+            try:
+                while r.remaining and r.readinto(buf):
+                    pass
+            except OSError:
+                self.drop(r.url)
                 return
-        except OSError:
-            pass
-        self.drop(r.url)
+        self.done_with(r)
 
     def resolve(self, first: int, last: int) -> Response:
         """GET the original URL, following redirects one hop at a time, each hop checked."""
@@ -586,10 +666,7 @@ class Download:
             answer, total = self.probe(head.start, head.end - 1)
         else:
             answer, total = self.probe(0, 0)
-            try:
-                answer.resp.read()  # the one byte: keeps the connection for the next request
-            except Exception:
-                self.fetcher.drop(answer.url)
+            self.fetcher.discard(answer)  # the one byte: keeps the connection for the next request
             if total < self.min_size:
                 raise Stop(FALLBACK, "small file")
             plan = Plan(total, [r for r in done if r[1] <= total], self.connections)
@@ -842,17 +919,21 @@ class Download:
         say("the signed download link expired; resolved it again from the original URL")
 
     def read_body(self, answer: Response, piece: Piece, buf: bytearray) -> None:
+        """Read the answer into the part: blocks of up to 1 MiB, each written once it is full."""
         view = memoryview(buf)
-        resp = answer.resp
         fd = self.fd
         assert self.plan is not None
         progress = self.plan.progress
         try:
             while piece.done < piece.end - piece.start:
                 pos = piece.start + piece.done
-                n = resp.readinto(view[: min(len(buf), piece.end - pos)])
-                if not n:
-                    raise Retry("the connection closed early")
+                want = min(len(buf), piece.end - pos)  # `end` may shrink meanwhile: a steal
+                n = 0
+                while n < want:
+                    got = answer.readinto(view[n:want])
+                    if not got:
+                        break
+                    n += got
                 written = 0
                 while written < n:
                     try:
@@ -863,16 +944,18 @@ class Download:
                         ) from None
                 piece.done += n
                 progress.set()
+                if n < want:
+                    raise Retry("the connection closed early")
         except Stop:
             self.fetcher.drop(answer.url)
             raise
-        except Exception as exc:  # OSError, socket.timeout, http.client.IncompleteRead
+        except Exception as exc:  # OSError, a timeout, an early end
             self.fetcher.drop(answer.url)
             if self.fetcher.stopping:
                 raise Stop(INTERRUPTED, "interrupted") from None
             raise Retry(f"network error: {exc or type(exc).__name__}") from None
-        if resp.length:  # the piece was cut short (its tail went to another connection)
-            self.fetcher.drop(answer.url)
+        # Kept alive when read to its end; closed when the piece was cut short by a steal.
+        self.fetcher.done_with(answer)
 
     # -- the hash -------------------------------------------------------------------------------------
     def hash_thread(self) -> None:
