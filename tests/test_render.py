@@ -196,7 +196,10 @@ def test_auth_names_the_variable_never_a_value() -> None:
     civ = _assignments(render_script(PLANS["civitai_pickle"]))
     none = _assignments(render_script(PLANS["hostile_name"]))
     assert (hf["AUTH_VAR"], civ["AUTH_VAR"], none["AUTH_VAR"]) == ("HF_TOKEN", "CIVITAI_API_TOKEN", "")
-    assert "Bearer" not in render_script(BASE).split("PART=", 1)[0]
+    head = render_script(BASE).split("PART=", 1)[0]
+    for variable in CARRIED:  # a carried program builds the header from the token it is handed
+        head = head.replace(f"{variable}={shlex.quote(carried_program(variable))}", "")
+    assert "Bearer" not in head
 
 
 def test_pickle_extension_is_flagged_for_scanning() -> None:

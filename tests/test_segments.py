@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from comfyfixer.checks import hosts
 from comfyfixer.scripts.carried import segments
 from tests.fakes.files import FileServer
 from tests.fakes.server import Exchange
 
 PROGRAM = Path(segments.__file__).read_text(encoding="utf-8")
+HOSTS_PY = Path(hosts.__file__).read_text(encoding="utf-8")
 MIB = 1 << 20
 DATA = os.urandom(6 * MIB + 12345)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -62,6 +64,7 @@ def command(part: Path, url: str, size: int | None, *, connections: int = 4, suf
         "127.0.0.1",  # plain http allowed there
         suffixes,
         "",
+        HOSTS_PY,
     ]
 
 
@@ -366,12 +369,16 @@ def test_server_errors_are_retried_then_given_up_with_the_record_kept(fs: FileSe
     assert len(fs.requests) == 3  # COMFYFIXER_MAX_ATTEMPTS
 
 
-def test_host_rule_matches_the_validator() -> None:
-    from comfyfixer.config import DEFAULT_REDIRECT_HOST_SUFFIXES, Settings
+def test_host_rule_is_the_one_of_checks_hosts() -> None:
+    from comfyfixer.config import Settings
 
-    settings = Settings(extra_allowed_hosts=("mirror.local",))
+    rule = Settings(extra_allowed_hosts=("mirror.local",)).host_rule
     rules = segments.Rules(
-        " ".join(sorted(settings.allowed_hosts)), "mirror.local", " ".join(DEFAULT_REDIRECT_HOST_SUFFIXES), ""
+        " ".join(rule.allowed),
+        " ".join(rule.http_hosts),
+        " ".join(rule.suffixes),
+        "https://x.example/f",
+        HOSTS_PY,
     )
     urls = [
         "https://huggingface.co/a/b/resolve/main/x.safetensors",
@@ -385,4 +392,8 @@ def test_host_rule_matches_the_validator() -> None:
     ]
     for url in urls:
         for redirect in (False, True):
-            assert rules.allows(url, redirect=redirect) == settings.host_allowed(url, redirect=redirect), url
+            assert rules.allows(url, redirect=redirect) == rule.allows(url, redirect=redirect), url
+    assert rules.allows("https://x.example/f", redirect=False)  # granted by a catalogue, that file only
+    assert not rules.allows("https://x.example/g", redirect=False)
+    assert not rules.allows("https://huggingface.co/a b", redirect=True)
+    assert not rules.allows("https://huggingface.co/a\r\nX-Evil: 1", redirect=True)

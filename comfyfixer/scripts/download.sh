@@ -21,6 +21,11 @@
 #   what the part already holds, so the final digest covers the whole file and a successful
 #   download is hashed once. The same program writes only a 2xx body, refuses a compressed one and
 #   stops as soon as the part would pass the published (else announced) size.
+# - Large files come over several connections (`carried/segments.py`), as aria2c and hf_transfer
+#   fetch them: CDNs cap what one connection gets. The pieces go into one preallocated part, in
+#   file order, so the sha256 follows the transfer; each piece and each redirect obeys the rules
+#   above (hosts through `checks/hosts.py` itself, token by origin, identity, size). Servers without
+#   ranges and small files keep the single stream.
 # - The format check and the pickle gate run on `<file>.part`, before anything is moved into place.
 # - The hasher for files already on disk is picked by a self-test on empty input: openssl, then
 #   Python, then sha256sum/shasum (openssl and hashlib use the CPU's SHA extensions).
@@ -29,7 +34,7 @@
 DEST='' DEST_DIR='' BASE_NAME='' URL='' EXPECTED_SIZE='' EXPECTED_SHA256='' AUTH_VAR=''
 PYTHON='' USER_AGENT='' PICKLE_EXT=''
 ALLOWED_HOSTS='' HTTP_HOSTS='' REDIRECT_SUFFIXES='' GRANTED_URL=''
-SHA256_STDIN_PY='' STREAM_PART_PY='' HOSTS_PY='' FORMATS_PY='' PICKLES_PY=''
+SHA256_STDIN_PY='' STREAM_PART_PY='' HOSTS_PY='' FORMATS_PY='' PICKLES_PY='' SEGMENTS_PY=''
 # ---- body: render.py copies every line below into each script ----
 PART="$DEST.part"
 REJECTED="$DEST.rejected"
@@ -38,6 +43,9 @@ LOCK="$DEST.part.lock"
 MAX_ATTEMPTS="${COMFYFIXER_MAX_ATTEMPTS:-5}"
 RETRY_DELAY="${COMFYFIXER_RETRY_DELAY:-2}"
 RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
+SEGMENTS="${COMFYFIXER_SEGMENTS:-16}"
+SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
+SEGMENT_SHA=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -68,6 +76,11 @@ if ! is_uint "$MAX_ATTEMPTS" || [ "$MAX_ATTEMPTS" -lt 1 ]; then
 fi
 is_uint "$RETRY_DELAY" || fail 2 "COMFYFIXER_RETRY_DELAY must be a whole number of seconds"
 is_uint "$RETRY_MAX_DELAY" || fail 2 "COMFYFIXER_RETRY_MAX_DELAY must be a whole number of seconds"
+if ! is_uint "$SEGMENTS" || [ "$SEGMENTS" -lt 1 ]; then
+  fail 2 "COMFYFIXER_SEGMENTS must be a whole number >= 1 (1: one connection; at most 32 are used)"
+fi
+if [ "$SEGMENTS" -gt 32 ]; then SEGMENTS=32; fi
+is_uint "$SEGMENT_MIN_MIB" || fail 2 "COMFYFIXER_SEGMENT_MIN_MIB must be a whole number of MiB"
 
 # "size mtime inode" of a file (GNU stat, then BSD stat).
 file_stamp() { stat -c '%s %Y %i' -- "$1" 2>/dev/null || stat -f '%z %m %i' -- "$1"; }
@@ -265,6 +278,41 @@ transfer() {
   done
 }
 
+# Large files over several connections at once (`carried/segments.py`: ranged pieces written into
+# the preallocated part, the same host, size, encoding and page rules per piece and per redirect,
+# its resume record in "$PART.segments"). Sets SEGMENT_SHA when every byte is there. It answers 3
+# when the server serves no ranges (or a proxy is set, or this Python cannot verify TLS): the
+# single stream below takes over, the part cut back to a clean prefix. The token travels through a
+# pipe, as for curl.
+segmented() {
+  local rc=0 durable=0 key value
+  # With no published sha256 nothing would notice a hole a crash left: sync before each record.
+  if [ -z "$EXPECTED_SHA256" ]; then durable=1; fi
+  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
+    "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$durable" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
+  while read -r key value; do
+    case $key in
+      sha256) SEGMENT_SHA=$value ;;
+      http_status) HTTP_STATUS=$value ;;
+    esac
+  done <"$WORK/segments"
+  case $rc in
+    0) [ -n "$SEGMENT_SHA" ] || fail 15 "could not compute the sha256 of $PART; run this script again" ;;
+    3) ;;
+    11) auth_failure ;;
+    12) error_page "the server answered with a web page or an error message, not the model" ;;
+    13) reject 13 "the server's file does not have the published size ($EXPECTED_SIZE bytes)" ;;
+    15) fail 15 "cannot write $PART (disk full?); free some space and run again: the download resumes" ;;
+    21) fail 21 "stopped before any byte came from a host that is not allowed; the partial file is kept" ;;
+    22) fail 22 "the server compressed the model (Content-Encoding) although it was asked not to;" \
+      "nothing was installed" ;;
+    130) say "interrupted; the partial file is kept and the next run resumes it: $PART"
+      exit 130 ;;
+    *) fail 10 "the download stopped (see above); run this script again later: the download resumes" ;;
+  esac
+}
+
 backoff() {
   local exponent=$((attempt - 1)) delay
   if [ "$exponent" -gt 10 ]; then exponent=10; fi
@@ -393,9 +441,20 @@ else
 fi
 : >>"$PART" 2>/dev/null || fail 15 "cannot write $PART; check permissions and free space"
 
+# A part with a record was laid out by pieces: only the segmented download may resume it. A file
+# of unknown size keeps the single stream (the run's probe gives nearly every plan a size).
+if [ -f "$PART.segments" ] || { [ "$SEGMENTS" -gt 1 ] && [ -n "$EXPECTED_SIZE" ] &&
+  [ "$EXPECTED_SIZE" -ge $((SEGMENT_MIN_MIB * 1048576)) ]; }; then
+  segmented
+fi
+
 attempt=0
 SHA=""
 while :; do
+  if [ -n "$SEGMENT_SHA" ]; then
+    SHA=$SEGMENT_SHA
+    break
+  fi
   attempt=$((attempt + 1))
   offset=$(file_size "$PART")
   if [ -n "$EXPECTED_SIZE" ] && [ "$offset" -gt "$EXPECTED_SIZE" ]; then

@@ -72,6 +72,7 @@ CARRIED: dict[str, tuple[str, str]] = {
     "HOSTS_PY": ("comfyfixer.checks", "hosts.py"),
     "FORMATS_PY": ("comfyfixer.checks", "formats.py"),
     "PICKLES_PY": ("comfyfixer.checks", "pickles.py"),
+    "SEGMENTS_PY": ("comfyfixer.scripts.carried", "segments.py"),
 }
 BODY_MARKER = "# ---- body: render.py copies every line below into each script ----\n"
 
@@ -229,6 +230,8 @@ def _header(plan: ScriptPlan) -> list[str]:
         "# COMFYFIXER_SHA256=<hex> and writes '<file>.sha256' so nothing hashes the file twice.",
         "# Environment: COMFYFIXER_ALLOW_PICKLE=1 installs a pickle the gate refused;",
         "# COMFYFIXER_MAX_ATTEMPTS, COMFYFIXER_RETRY_DELAY and COMFYFIXER_RETRY_MAX_DELAY tune the retries.",
+        "# Files of COMFYFIXER_SEGMENT_MIN_MIB (32) MiB and more come over COMFYFIXER_SEGMENTS (16, at",
+        "# most 32) connections at once, resumable piece by piece ('<file>.part.segments').",
         "#",
         "# Exit codes:",
     ]

@@ -27,7 +27,7 @@ How it works (why, not what):
   (the curl stream's resume rule). Any doubt about the record means starting from zero.
 
 Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
-REDIRECT_SUFFIXES GRANTED_URL [HOSTS_PY] (lists space-separated; EXPECTED_SIZE may be empty; DURABLE
+REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY (lists space-separated; EXPECTED_SIZE may be empty; DURABLE
 1 or 0; HOSTS_PY the text of `checks/hosts.py`).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
 Prints `size N` and `sha256 HEX` on success; `http_status N` before an HTTP failure.
@@ -97,44 +97,38 @@ def env_int(name: str, default: int) -> int:
 class Rules:
     """Where requests may go: the host lists the script carries (space-separated), one rule for all.
 
-    With the text of `checks/hosts.py` (the module the Python validator and the script's curl hops
-    use) the decision is that module's `host_allowed`; it is executed here, not re-implemented.
+    The decision is `host_allowed` of `checks/hosts.py`, the module the run's validator imports and
+    the script's curl hops run; its text comes as an argument and is executed here, so there is one
+    implementation of the rule.
     """
 
-    def __init__(
-        self, allowed: str, http_hosts: str, suffixes: str, granted: str, hosts_py: str = ""
-    ) -> None:
+    def __init__(self, allowed: str, http_hosts: str, suffixes: str, granted: str, hosts_py: str) -> None:
         self.allowed = frozenset(allowed.lower().split())
         self.http_hosts = frozenset(http_hosts.lower().split())
         self.suffixes = tuple(suffixes.lower().split())
         self.granted = tuple(granted.split())
-        namespace: dict[str, Any] = {"__name__": "comfyfixer_hosts"}
-        if hosts_py:
-            exec(compile(hosts_py, "hosts.py", "exec"), namespace)
-        self.rule = namespace.get("host_allowed")
+        import types
+
+        # A module of its own (dataclasses look their module up) named other than __main__: the
+        # module's command-line part stays idle.
+        module = types.ModuleType("comfyfixer_hosts")
+        sys.modules[module.__name__] = module
+        exec(compile(hosts_py, "hosts.py", "exec"), module.__dict__)
+        self.rule = module.host_allowed
 
     def allows(self, url: str, *, redirect: bool) -> bool:
-        if self.rule is not None:
-            return bool(
-                self.rule(
-                    url,
-                    allowed=self.allowed,
-                    http_hosts=self.http_hosts,
-                    suffixes=self.suffixes,
-                    redirect=redirect,
-                    granted=self.granted,
-                )
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+            return False  # a malformed target is never requested (it could split the request line)
+        return bool(
+            self.rule(
+                url,
+                allowed=self.allowed,
+                http_hosts=self.http_hosts,
+                suffixes=self.suffixes,
+                redirect=redirect,
+                granted=self.granted,
             )
-        scheme, host, _, _ = split_url(url)
-        if scheme not in ("http", "https") or not host:
-            return False
-        if url in self.granted:
-            return True
-        if host in self.allowed:
-            return scheme == "https" or host in self.http_hosts
-        if redirect and scheme == "https":
-            return any(host.endswith(sfx) for sfx in self.suffixes)
-        return False
+        )
 
 
 def split_url(url: str) -> tuple[str, str, int, str]:
@@ -1046,10 +1040,13 @@ def settle(job: Download, stop: Stop) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (11, 12):
-        say(f"segments: expected 11 or 12 arguments, got {len(argv)}")
+    if len(argv) != 12:
+        say(f"segments: expected 12 arguments, got {len(argv)}")
         return 2
     token = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        say("the token contains a control character; fix it and run again")
+        return 2
     job = Download(argv, token)
     try:
         return job.run()
