@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.capped import CappedServer  # noqa: E402
+from comfyfixer.config import Settings  # noqa: E402
 from comfyfixer.scripts.render import ScriptPlan, render_script  # noqa: E402
 from tests.fakes.hub import FakeHub  # noqa: E402
 
@@ -119,6 +120,7 @@ def make_clients(tmp: Path, url: str, hub_url: str, data: bytes, sha: str) -> li
             why="benchmark",
             python=python,
             user_agent="comfyfixer/bench",
+            hosts=Settings(extra_allowed_hosts=("127.0.0.1",)).host_rule,
         )
         path = work / "download_001_model.sh"
         path.write_text(render_script(plan))
