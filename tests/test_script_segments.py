@@ -21,7 +21,7 @@ import pytest
 
 from comfyfixer.checks.hosts import HostRule
 from comfyfixer.config import Settings
-from comfyfixer.paths import safe_destination
+from comfyfixer.layout import safe_destination
 from comfyfixer.scripts.render import (
     EXIT_COMPRESSED,
     EXIT_HOST_REFUSED,
