@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from comfyfixer.checks import pickles
@@ -22,14 +23,17 @@ from comfyfixer.checks.formats import (
     looks_like_error_page,
 )
 from comfyfixer.models import Check, FileChecks
+from comfyfixer.state.store import DownloadRecord
 
 __all__ = [
     "EXPECTED_FORMATS",
     "PICKLE_EXTENSIONS",
+    "check_installed",
     "detect_format",
     "looks_like_error_page",
     "pickle_verdict",
     "quarantine",
+    "recorded_damage",
     "sha256_file",
     "sidecar_sha256",
     "verify_download",
@@ -195,3 +199,53 @@ def quarantine(path: Path) -> Path:
         sidecar_path(path).unlink()
     log.info("moved %s aside to %s", path, target)
     return target
+
+
+def recorded_damage(record: DownloadRecord) -> str | None:
+    """Why an installed file its record lists can no longer be trusted, or None when it still can.
+
+    The size is compared always (cheap); the sha256 is read again only when the file was modified after
+    it was verified (its mtime is later than the record's time), so an unchanged install costs no hashing.
+    """
+    path = Path(record.path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None  # gone: the scan reports it missing and the run fetches it again
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if record.size is not None and st.st_size != record.size:
+        return f"is {st.st_size:,} bytes, not the {record.size:,} verified"
+    verified = record.verified_at()
+    if record.sha256 and (verified is None or st.st_mtime > verified + 1.0):
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        if digest != record.sha256.lower():
+            return "changed since it was verified (its sha256 no longer matches)"
+    return None
+
+
+def check_installed(records: list[DownloadRecord], roots: Sequence[Path]) -> list[tuple[DownloadRecord, str]]:
+    """Check the recorded files in `roots`; move each damaged one aside (`<file>.rejected`).
+
+    Returns (record, what is wrong and what was done) per damaged file, so the caller can say it; the
+    model then shows as missing to the scan and is fetched again when a workflow needs it.
+    """
+    damaged: list[tuple[DownloadRecord, str]] = []
+    for record in records:
+        if not record.under(roots):
+            continue
+        why = recorded_damage(record)
+        if why is None:
+            continue
+        try:
+            target = quarantine(Path(record.path))
+        except OSError as exc:
+            damaged.append(
+                (record, f"{why}; it could not be moved aside ({exc.strerror}): remove it by hand")
+            )
+            continue
+        damaged.append((record, f"{why}; moved aside to {target.name}"))
+    return damaged

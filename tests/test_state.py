@@ -101,6 +101,20 @@ def test_damaged_counter_is_recovered_from_scripts_and_repaired(tmp_path: Path) 
     assert (tmp_path / "download_counter.txt").read_text() == "5\n"
 
 
+@pytest.mark.parametrize("content", ["²", "٣", "1²", "-3", " ", "9" * 5 + "\u0663"])
+def test_counter_holding_non_ascii_digits_is_repaired_not_a_crash(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "²".isdigit() is True but int("²") fails; "٣" is a digit int() accepts: neither is a counter.
+    (tmp_path / "download_counter.txt").write_text(content, encoding="utf-8")
+    (tmp_path / "download_002_x.sh").write_text("x")
+    (tmp_path / "download_\u0669\u0669_y.sh").write_text("y")  # not a script number either
+    assert ScriptCounter(tmp_path).last() == 2
+    assert ScriptCounter(tmp_path).take() == 3
+    assert (tmp_path / "download_counter.txt").read_text() == "3\n"
+    assert "not a number (ASCII digits)" in caplog.text and "rewritten" in caplog.text
+
+
 def test_create_script_never_overwrites_and_is_executable(tmp_path: Path) -> None:
     counter = ScriptCounter(tmp_path)
     # A foreign file already holds the name number 1 would get (as if written by hand).
@@ -197,6 +211,20 @@ def test_record_replaces_same_model_and_redacts_urls(tmp_path: Path) -> None:
     assert "SECRET" not in store.path.read_text()
 
 
+def test_another_comfyui_root_gets_its_own_record(tmp_path: Path) -> None:
+    store = DownloadedModels(tmp_path)
+    a, b = tmp_path / "A" / "models", tmp_path / "B" / "models"
+    store.record(_record(path=str(a / "loras" / "a.safetensors")))
+    assert store.find("loras", "a.safetensors", roots=[b]) is None
+    store.record(_record(path=str(b / "loras" / "a.safetensors"), size=4))
+    assert len(store.load()) == 2
+    found_a = store.find("loras", "a.safetensors", roots=[a])
+    found_b = store.find("loras", "a.safetensors", roots=[b])
+    assert found_a is not None and found_a.size == 3 and found_b is not None and found_b.size == 4
+    # A sibling folder whose name merely starts like the root is not inside it.
+    assert not _record(path=str(tmp_path / "A" / "models2" / "x")).under([a])
+
+
 def test_corrupt_file_is_moved_aside_with_a_clear_warning(tmp_path: Path) -> None:
     store = DownloadedModels(tmp_path)
     store.path.write_bytes(b'{"schema": 1, "models": [tru')
@@ -240,6 +268,55 @@ def test_file_intact_checks_presence_and_size(tmp_path: Path) -> None:
     assert _record(path=str(f), size=3).file_intact()
     assert not _record(path=str(f), size=4).file_intact()
     assert not _record(path=str(tmp_path / "gone"), size=3).file_intact()
+
+
+def _installed(tmp_path: Path, data: bytes, *, verified: str) -> DownloadRecord:
+    import hashlib
+
+    f = tmp_path / "models" / "loras" / "m.safetensors"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(data)
+    return DownloadRecord(
+        name="m.safetensors",
+        directory="loras",
+        path=str(f),
+        url=None,
+        source="huggingface",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        script=None,
+        time=verified,
+    )
+
+
+def test_installed_files_are_checked_size_always_sha_when_modified(tmp_path: Path) -> None:
+    from comfyfixer.state.store import utc_now
+    from comfyfixer.verify import check_installed, recorded_damage
+
+    data = bytes(range(256)) * 40
+    roots = [tmp_path / "models"]
+    rec = _installed(tmp_path, data, verified="2099-01-01T00:00:00Z")  # verified after every change
+    assert recorded_damage(rec) is None and check_installed([rec], roots) == []
+    # Truncated: the size says so without hashing.
+    path = Path(rec.path)
+    path.write_bytes(data[:1000])
+    [(_, what)] = check_installed([rec], roots)
+    assert "1,000 bytes, not the 10,240 verified" in what and "moved aside to m.safetensors.rejected" in what
+    assert not path.exists() and path.with_name("m.safetensors.rejected").exists()
+    # One byte flipped after verification: same size, modified later, so the sha256 is read again.
+    rec = _installed(tmp_path, data, verified=utc_now())
+    os.utime(path, (0, 0))  # written "before" it was verified: trusted without hashing
+    assert recorded_damage(rec) is None
+    flipped = bytearray(data)
+    flipped[5000] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    os.utime(path, None)
+    future = path.stat().st_mtime + 10
+    os.utime(path, (future, future))
+    assert recorded_damage(rec) == "changed since it was verified (its sha256 no longer matches)"
+    # Files of another ComfyUI install are not this run's business.
+    assert check_installed([rec], [tmp_path / "elsewhere"]) == []
+    assert path.exists()
 
 
 # ---------------------------------------------------------------- status.json

@@ -120,6 +120,10 @@ def run(
         report, _ = scan_with_settings(
             paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
         )
+        if _check_installed(report, settings):  # files moved aside are missing now: plan them again
+            report, _ = scan_with_settings(
+                paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
+            )
         report_notices(report)
         code = _run_plan(
             report,
@@ -136,6 +140,22 @@ def run(
         close_run_log(handler)
     # SystemExit, not typer.Exit: with standalone_mode=False click turns Exit into a return value.
     raise SystemExit(code)
+
+
+def _check_installed(report: ScanResult, settings: Settings) -> int:
+    """Check the files earlier runs installed in this ComfyUI and say what was wrong; returns how many."""
+    from comfyfixer.state.store import DownloadedModels
+    from comfyfixer.verify import check_installed
+
+    if report.inventory is None:
+        return 0
+    records = DownloadedModels(settings.output_dir).load()
+    damaged = check_installed(records, report.inventory.models_roots)
+    for record, what in damaged:
+        notice(
+            f"{short_path(record.path)} {what}; it is fetched again if a workflow needs it.", level="warning"
+        )
+    return len(damaged)
 
 
 def _run_plan(
@@ -250,6 +270,7 @@ def _loop(
         )
         pipeline = Pipeline(
             stages,
+            roots=report.inventory.layout.models_roots,
             output_dir=settings.output_dir,
             log_dir=settings.log_dir,
             options=LoopOptions(jobs=jobs, dry_run=dry_run, agent_for_all=search_all),

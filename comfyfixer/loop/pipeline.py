@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +70,11 @@ class Pipeline:
         downloaded: DownloadedModels | None = None,
         status: StatusFile | None = None,
         inbox: Inbox | None = None,
+        roots: Sequence[Path] | None = None,
     ) -> None:
         self.stages = stages
+        # This run's models folders: records of files elsewhere belong to another ComfyUI install.
+        self.roots = roots
         self.output_dir = output_dir
         self.log_dir = log_dir
         self.options = options or LoopOptions()
@@ -96,7 +99,7 @@ class Pipeline:
     def run(self, models: list[MissingModel]) -> RunResult:
         self._total = len(models)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        known = {r.key: r for r in self.downloaded.load()}
+        known = {r.key: r for r in self.downloaded.load() if self.roots is None or r.under(self.roots)}
         to_search: list[tuple[int, MissingModel]] = []
         for index, model in enumerate(models):
             record = known.get(model_key(model.directory, model.name))

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 COUNTER_FILE = "download_counter.txt"
 LOCK_FILE = ".download_counter.lock"
-_SCRIPT_NUMBER = re.compile(r"^download_(\d+)_")
+_SCRIPT_NUMBER = re.compile(r"^download_([0-9]+)_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +134,17 @@ class ScriptCounter:
             return 0
         except OSError as exc:
             raise StateError(str(self.path), f"cannot read the script counter: {exc.strerror}") from exc
-        if raw.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+        if raw and raw.isascii() and raw.isdigit():
             return int(raw)
-        # A damaged counter is recovered from the scripts on disk; the next write repairs it.
-        log.warning("%s holds %r, not a number; continuing after the highest script on disk", self.path, raw)
+        # A damaged counter is recovered from the scripts on disk; the next number taken rewrites it.
+        log.warning(
+            "%s holds %r, not a number (ASCII digits): numbering continues after the highest "
+            "download_NNN_*.sh in %s and the file is rewritten with the next number taken",
+            self.path,
+            raw[:40],
+            self.output_dir,
+        )
         return 0
 
     def _highest_script(self) -> int:

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,6 +144,22 @@ class DownloadRecord:
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECORD_KEYS}
 
+    def under(self, roots: Sequence[Path]) -> bool:
+        """Whether the recorded file lies in one of `roots` (this run's models folders)."""
+        path = os.path.abspath(self.path)
+        for root in roots:
+            base = os.path.abspath(root)
+            if path == base or path.startswith(base.rstrip(os.sep) + os.sep):
+                return True
+        return False
+
+    def verified_at(self) -> float | None:
+        """The verification time as a POSIX timestamp (None when the record has none or it is unreadable)."""
+        try:
+            return datetime.strptime(self.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            return None
+
     def file_intact(self) -> bool:
         """The recorded file is still there with the recorded size (a cheap check, no hashing)."""
         try:
@@ -185,14 +201,22 @@ class DownloadedModels:
         with _locked(self._lock_path, self.path, self._lock_timeout):
             return self._load_unlocked()
 
-    def find(self, directory: str | None, name: str) -> DownloadRecord | None:
+    def find(
+        self, directory: str | None, name: str, *, roots: Sequence[Path] | None = None
+    ) -> DownloadRecord | None:
+        """The record of one model; with `roots`, only one whose file lies in them (one ComfyUI install)."""
         key = model_key(directory, name)
-        return next((r for r in self.load() if r.key == key), None)
+        return next((r for r in self.load() if r.key == key and (roots is None or r.under(roots))), None)
 
     def record(self, record: DownloadRecord) -> None:
-        """Add or replace the record for one model (same folder and name)."""
+        """Add or replace the record for one model at one path: another ComfyUI root gets its own record."""
         with _locked(self._lock_path, self.path, self._lock_timeout):
-            records = [r for r in self._load_unlocked() if r.key != record.key]
+            same = os.path.abspath(record.path)
+            records = [
+                r
+                for r in self._load_unlocked()
+                if not (r.key == record.key and os.path.abspath(r.path) == same)
+            ]
             records.append(replace(record, url=redact(record.url) if record.url else None))
             atomic_write_json(self.path, {"models": [r.to_json() for r in records]})
 
