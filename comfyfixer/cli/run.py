@@ -150,7 +150,7 @@ def _check_installed(report: ScanResult, settings: Settings) -> int:
     if report.inventory is None:
         return 0
     records = DownloadedModels(settings.output_dir).load()
-    damaged = check_installed(records, report.inventory.models_roots)
+    damaged = check_installed(records, report.inventory.layout.models_roots)
     for record, what in damaged:
         notice(
             f"{short_path(record.path)} {what}; it is fetched again if a workflow needs it.", level="warning"
