@@ -124,6 +124,9 @@ class MissingModel(_NamedModel):
     node_types: list[str] = field(default_factory=list)
     hints: list[Hint] = field(default_factory=list)
     bypassed_only: bool = False
+    # The other model files its workflows load: evidence of which publisher a generic name
+    # (`ae.safetensors` beside `flux1-dev.safetensors`) or an oddly named repo belongs to.
+    context: list[str] = field(default_factory=list)
 
     @property
     def file_name(self) -> str:

@@ -1,5 +1,7 @@
 """The measure: resolve every distinct corpus model in a fake world (URLs stripped) and score it.
 
+Each model is asked for as the scan plans it: with the other models its workflows load as context.
+
 The world (tests/fakes/world.py) hosts each model where it truly lives plus look-alike decoys.
 Right = the chosen file's sha256 is the expected one, or its URL is the one truth.jsonl gives for
 that model. Wrongly resolved must be exactly 0; the figures go to the `figures` summary (conftest).
@@ -14,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from comfyfixer.http import build_client
-from comfyfixer.models import MissingModel, normalise_name
+from comfyfixer.models import MissingModel, Reference, WorkflowResult, normalise_name
 from comfyfixer.resolvers.catalogue import VerifiedCatalogue
 from comfyfixer.resolvers.finder import Finder
 from comfyfixer.retry import RetryPolicy
+from comfyfixer.scan import attach_context
 from tests.fakes.world import World, start_world
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -34,12 +37,26 @@ def test_resolution_measure(
 
     names: dict[tuple[str | None, str], str] = {}
     truth_urls: dict[tuple[str | None, str], set[str]] = {}
+    by_workflow: dict[str, list[str]] = {}
+    workflows_of: dict[tuple[str | None, str], list[str]] = {}
     for line in truth.read_text().splitlines():
         row = json.loads(line)
         key = (row["directory"], normalise_name(row["name"]).lower())
         names.setdefault(key, row["name"])  # the name as the workflow writes it (case matters to search)
         if row["url"]:
             truth_urls.setdefault(key, set()).add(row["url"])
+        by_workflow.setdefault(row["workflow"], []).append(row["name"])
+        workflows_of.setdefault(key, []).append(row["workflow"])
+
+    def planned(key: tuple[str | None, str]) -> MissingModel:
+        """The model as the scan plans it: its name, folder, workflows and their other models."""
+        model = MissingModel(name=names.get(key, key[1]), directory=key[0])
+        model.workflows = [str(w) for w in dict.fromkeys(workflows_of.get(key, []))]
+        attach_context([model], [WorkflowResult(path=w, references=_refs(w)) for w in model.workflows])
+        return model
+
+    def _refs(workflow: str) -> list[Reference]:
+        return [Reference(workflow=workflow, name=n, directory=None) for n in by_workflow.get(workflow, [])]
 
     world = World.from_corpus(SHARED)
     with start_world(world) as ep:
@@ -57,7 +74,7 @@ def test_resolution_measure(
         outcomes: Counter[str] = Counter()
         with finder:
             for key in sorted(world.expected, key=lambda k: (k[0] or "", k[1])):
-                resolution = finder.find(MissingModel(name=names.get(key, key[1]), directory=key[0]))
+                resolution = finder.find(planned(key))
                 outcomes[resolution.outcome] += 1
                 c = resolution.candidate
                 sha = c.sha256 if c else None

@@ -63,8 +63,13 @@ def decide(
     expected_sha256: str | None = None,
     relevance: Callable[[Candidate], int] | None = None,
     trust: Callable[[Candidate], int] = default_trust,
+    generic: bool = False,
 ) -> Decision:
-    """Pick the one file `candidates` agree on, or explain why not (none, or ambiguous groups)."""
+    """Pick the one file `candidates` agree on, or explain why not (none, or ambiguous groups).
+
+    For a `generic` name (`ae.safetensors`) a path naming the folder is no evidence (every publisher
+    files it under vae/): among equally trusted files only `relevance` — the workflow's context —
+    may choose, and it must single one out."""
     pool = list(candidates)
     if expected_sha256:
         wanted = expected_sha256.lower()
@@ -82,6 +87,8 @@ def decide(
     def score(c: Candidate) -> Score:
         level = trust(c)
         rel = relevance(c) if (relevance is not None and level >= TRUSTED) else 0
+        if generic:
+            return (level, rel, 0)
         return (level, 1 if folder_matches(c, directory) else 0, rel)
 
     by_identity: dict[str, list[Candidate]] = {}
@@ -94,7 +101,11 @@ def decide(
         runner_up = score(groups[1][0])
         if best <= runner_up:
             return Decision(None, groups, f"{len(groups)} different files share the name and nothing decides")
-        why = ("publisher trust", "path matches the folder", "repo named after the model")
+        why = (
+            ("publisher trust", "the workflow's other models", "")
+            if generic
+            else ("publisher trust", "path matches the folder", "repo named after the model")
+        )
         decisive = next(i for i in range(3) if best[i] != runner_up[i])
         reason = f"{len(groups)} different files; chosen by {why[decisive]}"
     else:

@@ -27,7 +27,7 @@ from comfyfixer.resolvers.civitai import CivitaiSource
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
 from comfyfixer.resolvers.hints import HintPlan, plan_hints
 from comfyfixer.resolvers.names import accepts, best_extension_only, is_stem, search_name
-from comfyfixer.resolvers.queries import relevance
+from comfyfixer.resolvers.queries import context_relevance, is_generic, relevance
 from comfyfixer.resolvers.urls import LinkTarget
 from comfyfixer.resolvers.validate import ValidationFailed, Validator
 from comfyfixer.retry import RetryPolicy
@@ -188,12 +188,20 @@ class Finder:
             return None, [], ""
         model = attempt.model
         candidates = best_extension_only(model.file_name, candidates)
+        generic = is_generic(model.file_name)
+
+        def related(c: Candidate) -> int:
+            if generic:
+                return context_relevance(model.context, c.repo or "")
+            return relevance(search_name(model.file_name), c.repo or "")
+
         decision = decide(
             candidates,
             model.directory,
             expected_sha256=expected_sha,
-            relevance=lambda c: relevance(search_name(model.file_name), c.repo or ""),
+            relevance=related,
             trust=trust,
+            generic=generic,
         )
         attempt.note(f"{source}: {len(candidates)} exact-name candidate(s); {decision.reason}")
         if decision.winner is not None:
@@ -305,7 +313,7 @@ class Finder:
         """3. Hugging Face."""
         if self.huggingface is None or not self._source_open(attempt, "huggingface"):
             return None
-        hub = self.huggingface.find(attempt.model.file_name)
+        hub = self.huggingface.find(attempt.model.file_name, context=attempt.model.context)
         attempt.note(
             f"huggingface: queries {hub.queries}, {len(hub.repos)} repo(s) listed, "
             f"{len(hub.candidates)} exact-name file(s)"

@@ -26,7 +26,13 @@ from comfyfixer.http import RequestCounter
 from comfyfixer.models import Candidate, base_name
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, UNKNOWN
 from comfyfixer.resolvers.names import accepted_names, search_name
-from comfyfixer.resolvers.queries import derive_queries, relevance
+from comfyfixer.resolvers.queries import (
+    context_queries,
+    context_relevance,
+    derive_queries,
+    is_generic,
+    relevance,
+)
 from comfyfixer.resolvers.urls import hf_resolve_url
 
 if TYPE_CHECKING:
@@ -261,8 +267,32 @@ class HuggingFaceSource:
         files = self.list_files(repo_id)
         return [self.candidate_for(repo_id, f.path) for f in files if base_name(f.path).lower() in wanted]
 
-    def find(self, file_name: str, *, extra_repos: tuple[str, ...] = ()) -> HubSearch:
-        """Every exact-name copy of `file_name` in the repos worth looking at. Never raises SourceError."""
+    def _searched_repos(self, queries: list[str], seen: set[str], result: HubSearch) -> list[str]:
+        """Repos the queries find that were not looked at yet, at most `max_search_repos`."""
+        repos: list[str] = []
+        for query in queries:
+            if query in result.queries:
+                continue
+            result.queries.append(query)
+            try:
+                hits = self.search_repos(query)
+            except SourceError as exc:
+                result.errors.append(exc)
+                continue
+            repos.extend(r for r in hits if r not in seen and r not in repos)
+            if len(repos) >= self.max_search_repos:
+                break
+        return repos[: self.max_search_repos]
+
+    def find(
+        self, file_name: str, *, extra_repos: tuple[str, ...] = (), context: list[str] | None = None
+    ) -> HubSearch:
+        """Every exact-name copy of `file_name` in the repos worth looking at. Never raises SourceError.
+
+        `context` (the other models the workflow loads) ranks publisher repos and adds queries when the
+        name alone finds no trusted copy: `qwen_3_06b_base` beside `anima-base-v1.0` is in `.../Anima`.
+        """
+        context = context or []
         result = HubSearch()
         wanted = accepted_names(file_name)
         file_name = search_name(file_name)  # a prompt stem is searched as its .safetensors file
@@ -281,30 +311,30 @@ class HuggingFaceSource:
                 except SourceError as exc:
                     result.errors.append(exc)
 
-        scores = {r: relevance(file_name, r) for r in self.publisher_repos()}
-        ranked = sorted(scores, key=lambda r: scores[r], reverse=True)
-        sweep(list(extra_repos) + [r for r in ranked if scores[r] > 0])
-        if not any(c.authoritative for c in found.values()):
-            search_repos: list[str] = []
-            for query in derive_queries(file_name):
-                result.queries.append(query)
-                try:
-                    hits = self.search_repos(query)
-                except SourceError as exc:
-                    result.errors.append(exc)
-                    continue
-                search_repos.extend(r for r in hits if r not in seen and r not in search_repos)
-                if len(search_repos) >= self.max_search_repos:
-                    break
-            sweep(search_repos[: self.max_search_repos])
+        generic = is_generic(file_name)
+        # A generic name says nothing about a repo: only its workflow's other models can point at one.
+        own = {r: 0 if generic else relevance(file_name, r) for r in self.publisher_repos()}
+        near = {r: context_relevance(context, r) for r in own} if context else dict.fromkeys(own, 0)
+        ranked = sorted(own, key=lambda r: (own[r], near[r]), reverse=True)
+        sweep(list(extra_repos) + [r for r in ranked if own[r] > 0])
+        if not any(c.authoritative for c in found.values()) and context:
+            sweep(sorted((r for r in own if near[r] > 0 and r not in seen), key=lambda r: -near[r])[:8])
+        own_queries, near_queries = derive_queries(file_name), context_queries(context)
+        # A generic name is looked for where its workflow points first; its own name finds look-alikes.
+        for queries in (near_queries, own_queries) if generic else (own_queries, near_queries):
+            if any(c.authoritative for c in found.values()):
+                break
+            sweep(self._searched_repos(queries, seen, result))
         if not any(c.authoritative for c in found.values()):
             # Last resort: publisher repos no name or query pointed at. Trees fetched earlier in the run
             # cost nothing; new ones are capped per model, most downloaded first, so one hard model
             # cannot spend the Hub's rate limit (500 API calls per 5 minutes without a token).
-            rest = [r for r in ranked if r not in seen]
+            rest = sorted((r for r in ranked if r not in seen), key=lambda r: -near[r])
             with self._lock:
                 cached = {r for r in rest if r in self._trees}
-            fresh = sorted((r for r in rest if r not in cached), key=lambda r: -self.downloads.get(r, 0))
+            fresh = sorted(
+                (r for r in rest if r not in cached), key=lambda r: (-near[r], -self.downloads.get(r, 0))
+            )
             sweep([r for r in rest if r in cached] + fresh[: self.max_sweep_repos])
         result.candidates = list(found.values())
         return result

@@ -127,11 +127,57 @@ def family_queries(file_name: str) -> list[str]:
     return out
 
 
-def derive_queries(file_name: str, *, limit: int = 6) -> list[str]:
-    """Search queries for a file name, most specific first, without duplicates (case-insensitive)."""
+# Words too common to single out a repo when searched alone (they match thousands of repo names).
+_COMMON_WORDS = frozenset(
+    {
+        "base", "lite", "large", "small", "tiny", "turbo", "high", "low", "noise", "lora", "loras",
+        "control", "image", "video", "text", "encoder", "diffusion", "pytorch", "dev", "schnell",
+        "step", "steps", "distill", "distilled", "instruct", "upscale", "upscaler", "detail", "style",
+        "realistic", "anime", "edit", "inpaint", "inpainting", "depth", "canny", "pose", "face", "english",
+    }
+)  # fmt: skip
+_ALPHA_RUN = re.compile(r"[A-Za-z]+")
+# Names ComfyUI workflows share across unrelated models: the name alone says nothing about which file.
+GENERIC_STEMS = frozenset(
+    {
+        "ae", "vae", "model", "diffusion_pytorch_model", "pytorch_model", "adapter_model", "clip_l",
+        "clip_g", "clip", "t5xxl", "unet", "lora", "text_encoder", "image_encoder", "ip-adapter",
+        "ip_adapter", "controlnet", "pytorch_lora_weights", "model_index", "encoder", "decoder",
+    }
+)  # fmt: skip
+
+
+def is_generic(file_name: str) -> bool:
+    """A name many publishers use for different files (`ae.safetensors`, `model.safetensors`)."""
+    s = stem(file_name).lower()
+    return s in GENERIC_STEMS or len(s) <= 2
+
+
+def distinctive_tokens(file_name: str) -> list[str]:
+    """Words of the stem that could name a repo on their own: `4x_NMKD-Siax_200k` -> NMKD, Siax."""
+    out: list[str] = []
+    for token in core_tokens(file_name):
+        for word in _ALPHA_RUN.findall(token):
+            low = word.lower()
+            if len(word) >= 4 and not _is_noise(low) and low not in _COMMON_WORDS and word not in out:
+                out.append(word)
+    return out
+
+
+def derive_queries(file_name: str, *, limit: int = 8) -> list[str]:
+    """Search queries for a file name, most specific first, without duplicates (case-insensitive).
+
+    Hub search matches repo ids by substring, so the core stem is also tried with its separators
+    swapped (`qwen_image_layered_control` finds `Qwen-Image-Layered-Control`), and every distinctive
+    word is tried alone (`4x_NMKD-Siax_200k` finds repos named after `nmkd` or `siax`).
+    """
     raw_stem = stem(file_name)
     tokens = core_tokens(file_name)
-    candidates: list[str] = [raw_stem, core_stem(file_name)]
+    core = core_stem(file_name)
+    candidates: list[str] = [raw_stem, core]
+    swapped = core.translate(str.maketrans("_-", "-_"))
+    if swapped != core:
+        candidates.append(swapped)
     if len(tokens) > 2:
         separator = "-" if "-" in raw_stem and "_" not in raw_stem else "_"
         candidates.append(separator.join(tokens[:2]))
@@ -143,6 +189,7 @@ def derive_queries(file_name: str, *, limit: int = 6) -> list[str]:
             candidates.append(versioned.group(1))
         if len(first) >= 3 and not _is_noise(first):
             candidates.append(first)
+    candidates.extend(distinctive_tokens(file_name))
     seen: set[str] = set()
     out: list[str] = []
     for query in candidates:
@@ -152,6 +199,27 @@ def derive_queries(file_name: str, *, limit: int = 6) -> list[str]:
         seen.add(query.lower())
         out.append(query)
     return out[:limit]
+
+
+def context_queries(context: list[str], *, limit: int = 3) -> list[str]:
+    """Queries from the other models a workflow loads: their families, then their distinctive words."""
+    counts: dict[str, int] = {}
+    spelling: dict[str, str] = {}
+    for name in context:
+        for query in dict.fromkeys((*family_queries(name), *distinctive_tokens(name)[:1])):
+            counts[query.lower()] = counts.get(query.lower(), 0) + 1
+            spelling.setdefault(query.lower(), query)
+    # What most of the workflow's models share names its family best (`anima` in anima-base, anima-lllite).
+    ranked = sorted(counts, key=lambda q: -counts[q])
+    return [spelling[q] for q in ranked[:limit]]
+
+
+def context_relevance(context: list[str], repo_id: str) -> int:
+    """How strongly the workflow's other models point at a repo (`flux1-dev` -> black-forest-labs/FLUX.1-dev).
+
+    Dots are ignored on both sides so `flux1` meets `FLUX.1`."""
+    repo = repo_id.replace(".", "")
+    return sum(relevance(stem(name).replace(".", "") + ".x", repo) for name in context)
 
 
 def relevance(file_name: str, repo_id: str) -> int:

@@ -19,7 +19,7 @@ from comfyfixer.scan.documents import (
     workflow_json,
     write_plan,
 )
-from comfyfixer.scan.missing import plan
+from comfyfixer.scan.missing import attach_context, plan
 from comfyfixer.scan.result import ScanResult
 from comfyfixer.scan.stage import parallel_workers, parse_workflow, scan, scan_with_settings
 
@@ -27,6 +27,7 @@ __all__ = [
     "PLAN_FILE",
     "WORKFLOW_SUFFIXES",
     "ScanResult",
+    "attach_context",
     "discover",
     "missing_json",
     "parallel_workers",

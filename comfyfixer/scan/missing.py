@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from comfyfixer import folders
-from comfyfixer.models import MissingModel, Reference, normalise_name
+from comfyfixer.models import MissingModel, Reference, WorkflowResult, base_name, normalise_name
 
 
 def _plan_key(directory: str | None, name: str) -> tuple[str | None, str]:
@@ -95,3 +95,25 @@ def reference_kind(ref: Reference) -> str:
     if ref.strategy == "text":
         return "text"
     return "file" if folders.is_model_file(ref.name) else "directory"
+
+
+MAX_CONTEXT = 24  # names per model: enough to place it, bounded for huge workflows
+
+
+def attach_context(models: Iterable[MissingModel], workflows: Iterable[WorkflowResult]) -> None:
+    """Give each planned model the other model files its workflows load (present ones too): the
+    evidence a resolver needs for a generic name (`ae.safetensors` beside `flux1-dev.safetensors`)."""
+    names: dict[str, list[str]] = {}
+    for wf in workflows:
+        seen: dict[str, None] = {}
+        for ref in wf.references:
+            seen.setdefault(base_name(ref.name), None)
+        names[wf.path] = list(seen)
+    for model in models:
+        own = model.file_name.lower()
+        context: dict[str, None] = {}
+        for path in model.workflows:
+            for name in names.get(path, ()):
+                if name.lower() != own and len(context) < MAX_CONTEXT:
+                    context.setdefault(name, None)
+        model.context = list(context)

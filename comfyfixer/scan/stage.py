@@ -22,7 +22,7 @@ from comfyfixer.models import Reference, WorkflowResult
 from comfyfixer.scan.discover import discover
 from comfyfixer.scan.documents import write_plan
 from comfyfixer.scan.forked import ForkedMap
-from comfyfixer.scan.missing import plan, planned
+from comfyfixer.scan.missing import attach_context, plan, planned
 from comfyfixer.scan.result import ScanResult
 from comfyfixer.workflow import parse_file
 
@@ -138,6 +138,7 @@ def _report(
     )
     needed = (r for wf in workflows for r in (*wf.references, *wf.text_references) if planned(r))
     missing = plan(needed, include_bypassed=include_bypassed)
+    attach_context(missing, workflows)
     return ScanResult(
         workflows=workflows,
         missing=missing,
