@@ -136,7 +136,7 @@ def test_derived_queries_strip_precision_and_quantisation() -> None:
     queries = derive_queries("wan2.1-i2v-14b-720p-Q4_K_M.gguf")
     assert queries[0] == "wan2.1-i2v-14b-720p-Q4_K_M"
     assert "Wan_2.1" in queries and "wan" in queries
-    assert len(queries) == len({q.lower() for q in queries}) <= 6
+    assert len(queries) == len({q.lower() for q in queries}) <= 8  # bounded: each is a Hub request
     assert derive_queries("ae.safetensors") == []  # too short to search for
     assert relevance("wan_2.1_vae.safetensors", "Comfy-Org/Wan_2.1_ComfyUI_repackaged") > relevance(
         "wan_2.1_vae.safetensors", "Comfy-Org/Wan_2.2_ComfyUI_Repackaged"
