@@ -238,6 +238,6 @@ def test_an_independent_model_finds_the_agent_only_models_and_nothing_wrong(worl
     history = (world.settings.log_dir / HISTORY_FILE).read_text(encoding="utf-8")
     for name, _ in targets:
         assert f"task: Find a download source for this ComfyUI model file.\\n\\nFile name: {name}" in history
-    assert history.count(" tool: ") == model.calls_made
+    assert history.count("] tool: ") == model.calls_made
     assert '"shape": "tags"' in history and '"shape": "fenced"' in history and '"shape": "json"' in history
     assert "sk-natural-key" not in history

@@ -127,6 +127,7 @@ def test_hallucinated_url_is_rejected_and_the_model_is_told(setup: Setup) -> Non
     invented = "https://huggingface.co/someone/fake/resolve/main/t5xxl_fp16.safetensors"
     llm.reply_json({"outcome": "found", "url": invented, "reason": "I remember it"})
     llm.reply_json(NOT_FOUND)
+    llm.reply_json(NOT_FOUND)  # a first not_found without any tool call is sent back once: search first
     res = setup.search()
     assert res.outcome == "not_found" and res.candidate is None
     feedback = llm.chat_bodies[1]["messages"][-1]["content"]
@@ -138,6 +139,7 @@ def test_hallucinated_url_is_rejected_and_the_model_is_told(setup: Setup) -> Non
 def test_url_on_a_disallowed_host_is_rejected(setup: Setup) -> None:
     llm = setup.llm
     llm.reply_json({"outcome": "found", "url": "https://evil.example.com/t5xxl_fp16.safetensors"})
+    llm.reply_json(NOT_FOUND)
     llm.reply_json(NOT_FOUND)
     res = setup.search()
     assert res.outcome == "not_found"
@@ -271,6 +273,7 @@ def test_invalid_final_json_is_sent_back_for_a_retry(setup: Setup) -> None:
     llm.reply_text("I think it is on Hugging Face somewhere.")
     llm.reply_json({"outcome": "maybe"})
     llm.reply_json(NOT_FOUND)
+    llm.reply_json(NOT_FOUND)
     assert setup.search().outcome == "not_found"
     assert "no JSON object" in llm.chat_bodies[1]["messages"][-1]["content"]
     assert "outcome" in llm.chat_bodies[2]["messages"][-1]["content"]
@@ -283,5 +286,18 @@ def test_no_endpoint_means_no_agent(world: World) -> None:
 
 def test_history_is_written_under_the_log_dir(setup: Setup, tmp_path: Path) -> None:
     setup.llm.reply_json(NOT_FOUND)
+    setup.llm.reply_json(NOT_FOUND)
     setup.search()
     assert (tmp_path / "log" / HISTORY_FILE).is_file()
+
+
+def test_a_not_found_without_any_search_is_sent_back_once(setup: Setup) -> None:
+    """Small models answer from memory; one nudge makes them look, and finds what they did not know."""
+    llm = setup.llm
+    llm.reply_json(NOT_FOUND)
+    llm.reply_tool_calls(("list_repo_files", {"repo_id": REPO}))
+    llm.reply_json(FOUND_F1)
+    res = setup.search()
+    assert res.outcome == "found", res.reason
+    nudge = llm.chat_bodies[1]["messages"][-1]["content"]
+    assert "without calling any tool: search first" in nudge and "Call a tool" in nudge

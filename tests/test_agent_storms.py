@@ -217,6 +217,7 @@ def test_an_invented_url_is_refused_and_the_correction_names_the_shape(setup: Se
     llm = setup.llm
     llm.reply_json({"url": "https://huggingface.co/nobody/nothing/resolve/main/t5xxl_fp16.safetensors"})
     llm.reply_json(NOT_FOUND)
+    llm.reply_json(NOT_FOUND)
     assert setup.search().outcome == "not_found"
     correction = llm.chat_bodies[1]["messages"][-1]["content"]
     assert "appeared in no tool result" in correction and "there is no id to choose" in correction

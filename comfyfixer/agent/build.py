@@ -97,4 +97,5 @@ def build_reviewer(
         chat,
         history=SearchHistory(history_dir if history_dir is not None else settings.log_dir, settings.secrets),
         secrets=settings.secrets,
+        time_budget=settings.llm_timeout,
     )

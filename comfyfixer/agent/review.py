@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -87,8 +88,10 @@ class Reviewer:
         history: SearchHistory | None = None,
         secrets: Sequence[str] = (),
         attempts: int = 2,
+        time_budget: float = 600.0,
     ) -> None:
         self.chat = chat
+        self.time_budget = time_budget  # seconds for one batch's review, retries included
         self.history = history or SearchHistory(None)
         self.secrets = tuple(secrets)
         self.attempts = attempts
@@ -109,9 +112,10 @@ class Reviewer:
         subject = f"review of {len(reports)} file(s)"
         answer: _ReviewAnswer | None = None
         problem = ""
+        deadline = time.monotonic() + self.time_budget
         for _ in range(self.attempts):
             self.history.event(subject, "request", {"messages": messages[-1:]})
-            reply = self.chat.complete(messages)
+            reply = self.chat.complete(messages, deadline=deadline)
             self.history.event(subject, "reply", reply.content)
             obj = extract_json_object(reply.content)
             try:

@@ -142,6 +142,7 @@ class _Search:
     requests: int = 0
     evidence: list[str] = field(default_factory=list)
     answer: str | None = None  # the outcome of the model's accepted final answer (None: limit or failure)
+    nudged: bool = False  # told once to search before answering not_found
     seen_calls: dict[tuple[str, str], str] = field(default_factory=dict)  # repeated calls get the old result
 
     @property
@@ -438,6 +439,10 @@ class Agent:
         """A Resolution for a grounded answer, or the reason the answer is rejected."""
         reason = redact(answer.reason, self.secrets)[:500]
         if answer.outcome == "not_found":
+            if s.tool_calls == 0 and not s.ctx.ledger.files and not s.nudged:
+                # A small model answers from memory; one nudge to look costs a turn and finds files.
+                s.nudged = True
+                return "you answered not_found without calling any tool: search first"
             return self._not_found(s, reason)
         if answer.outcome == "ambiguous":
             return self._ambiguous(s, answer, reason)
