@@ -104,6 +104,7 @@ def _revalidation_headers(meta: dict[str, Any]) -> dict[str, str]:
         headers["If-Modified-Since"] = str(meta["last_modified"])
     return headers
 
+
 class Catalogue:
     """ComfyUI-Manager's model list, cached on disk and loaded lazily once per run."""
 
