@@ -121,14 +121,7 @@ def _apply_section(
     path: Path, yaml_dir: str, entries: list[tuple[str, Any, int]], registry: _Registry
 ) -> None:
     values = {key: (value, line) for key, value, line in entries}
-    base: str | None = None
-    if "base_path" in values:
-        raw, line = values["base_path"]
-        if not isinstance(raw, str):
-            raise _yaml_error(path, line, "base_path must be a path")
-        base = os.path.expandvars(os.path.expanduser(raw.strip()))
-        if not os.path.isabs(base):
-            base = os.path.join(yaml_dir, base)
+    base = _base_path(path, yaml_dir, values)
     is_default = False
     if "is_default" in values:
         flag, line = values["is_default"]
@@ -156,6 +149,34 @@ def _apply_section(
             registry.add(key, os.path.normpath(full), is_default=is_default)
 
 
+def _base_path(path: Path, yaml_dir: str, values: dict[str, tuple[Any, int]]) -> str | None:
+    """A section's `base_path`, `~` and variables expanded, relative to the YAML file's folder."""
+    if "base_path" not in values:
+        return None
+    raw, line = values["base_path"]
+    if not isinstance(raw, str):
+        raise _yaml_error(path, line, "base_path must be a path")
+    base = os.path.expandvars(os.path.expanduser(raw.strip()))
+    return base if os.path.isabs(base) else os.path.join(yaml_dir, base)
+
+
+def _checked_root(comfyui_root: Path) -> Path:
+    """The ComfyUI folder, `~` expanded, once it is a readable folder holding `models/`."""
+    root = Path(os.path.expanduser(str(comfyui_root)))
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} {what}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} is not readable")
+    if not (root / "models").is_dir():
+        raise ComfyUIRootError(
+            str(root),
+            f"{comfyui_root} has no models/ folder, so it does not look like a ComfyUI install",
+            models_dir_given=root.name == "models" and (root / "checkpoints").is_dir(),
+        )
+    return root
+
+
 class Layout:
     """The folders of one ComfyUI install: the directories of each folder key, and where a new file goes."""
 
@@ -169,19 +190,8 @@ class Layout:
     @classmethod
     def load(cls, comfyui_root: Path, extra_yaml: Sequence[Path] = ()) -> Layout:
         """Read the folders of the install at `comfyui_root` (plus any extra YAML files)."""
-        root = Path(os.path.expanduser(str(comfyui_root)))
-        if not root.is_dir():
-            what = "does not exist" if not root.exists() else "is not a folder"
-            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} {what}")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise ComfyUIRootError(str(root), f"ComfyUI folder {comfyui_root} is not readable")
+        root = _checked_root(comfyui_root)
         models = root / "models"
-        if not models.is_dir():
-            raise ComfyUIRootError(
-                str(root),
-                f"{comfyui_root} has no models/ folder, so it does not look like a ComfyUI install",
-                models_dir_given=root.name == "models" and (root / "checkpoints").is_dir(),
-            )
         root_abs = _abs(root)
         models_abs = _abs(models)
         registry = _Registry()
