@@ -117,16 +117,16 @@ def run(
         raise UsageError(NO_ROOT, next_step=NO_ROOT_HINT)
     log_path, handler = open_run_log(settings.log_dir, settings.secrets)
     try:
-        report, _ = scan_with_settings(
+        scan, _ = scan_with_settings(
             paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
         )
-        if _check_installed(report, settings):  # files moved aside are missing now: plan them again
-            report, _ = scan_with_settings(
+        if _check_installed(scan, settings):  # files moved aside are missing now: plan them again
+            scan, _ = scan_with_settings(
                 paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
             )
-        report_notices(report)
+        report_notices(scan)
         code = _run_plan(
-            report,
+            scan,
             settings,
             yes=yes,
             dry_run=dry_run,
@@ -142,15 +142,15 @@ def run(
     raise SystemExit(code)
 
 
-def _check_installed(report: ScanResult, settings: Settings) -> int:
+def _check_installed(scan: ScanResult, settings: Settings) -> int:
     """Check the files earlier runs installed in this ComfyUI and say what was wrong; returns how many."""
     from comfyfixer.state.store import DownloadedModels
     from comfyfixer.verify import check_installed
 
-    if report.inventory is None:
+    if scan.inventory is None:
         return 0
     records = DownloadedModels(settings.output_dir).load()
-    damaged = check_installed(records, report.inventory.layout.models_roots)
+    damaged = check_installed(records, scan.inventory.layout.models_roots)
     for record, what in damaged:
         notice(
             f"{short_path(record.path)} {what}; it is fetched again if a workflow needs it.", level="warning"
@@ -159,7 +159,7 @@ def _check_installed(report: ScanResult, settings: Settings) -> int:
 
 
 def _run_plan(
-    report: ScanResult,
+    scan: ScanResult,
     settings: Settings,
     *,
     yes: bool,
@@ -170,15 +170,15 @@ def _run_plan(
     search_all: bool,
     log_path: Path,
 ) -> int:
-    models = report.missing
-    installed = _installed(report, settings)
+    models = scan.missing
+    installed = _installed(scan, settings)
     if not models:
         if json_output:
             print_json(run_json(installed, [], dry_run=dry_run, scripts_in_output=_scripts(settings)))
         else:
             stdout_console().print("Nothing is missing: every model the workflows need is installed.")
         return 0
-    if not yes and not _confirmed(report, json_output):
+    if not yes and not _confirmed(scan, json_output):
         if json_output:
             skipped = [_not_confirmed(m) for m in models]
             report_json = run_json(
@@ -187,7 +187,7 @@ def _run_plan(
             print_json(report_json)
         return 0
     result = _loop(
-        report,
+        scan,
         settings,
         dry_run=dry_run,
         no_llm=no_llm,
@@ -222,7 +222,7 @@ def _run_plan(
 
 
 def _loop(
-    report: ScanResult,
+    scan: ScanResult,
     settings: Settings,
     *,
     dry_run: bool,
@@ -240,7 +240,7 @@ def _loop(
     from comfyfixer.resolvers.finder import Finder as RealFinder
     from comfyfixer.transport import Breakers
 
-    assert report.inventory is not None  # a run always has a ComfyUI root
+    assert scan.inventory is not None  # a run always has a ComfyUI root
     console = stderr_console()
     mode: Mode = "quiet" if json_output else ("rich" if console.is_terminal else "plain")
     with ProgressDisplay(console, mode=mode) as display, contextlib.ExitStack() as clients:
@@ -261,7 +261,7 @@ def _loop(
             llm = _llm_stages(settings, finder, inbox.forward, display, clients, search_all)
         stages = build_stages(
             finder,
-            report.inventory.layout,
+            scan.inventory.layout,
             os.environ,
             settings=settings,
             agent=llm.agent,
@@ -270,7 +270,7 @@ def _loop(
         )
         pipeline = Pipeline(
             stages,
-            roots=report.inventory.layout.models_roots,
+            roots=scan.inventory.layout.models_roots,
             output_dir=settings.output_dir,
             log_dir=settings.log_dir,
             options=LoopOptions(jobs=jobs, dry_run=dry_run, agent_for_all=search_all),
@@ -278,7 +278,7 @@ def _loop(
             inbox=inbox,
         )
         with _sigterm_as_interrupt():
-            return pipeline.run(list(report.missing))
+            return pipeline.run(list(scan.missing))
 
 
 def _unreachable_sentence(down: list[SourceHealth]) -> str:
@@ -371,10 +371,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 # ---------------------------------------------------------------- the question
 
 
-def _confirmed(report: ScanResult, json_output: bool) -> bool:
+def _confirmed(scan: ScanResult, json_output: bool) -> bool:
     console = stderr_console() if json_output else stdout_console()
-    targets = [report.target_dir(m) for m in report.missing]
-    console.print(plan_table(report.missing, targets=targets))
+    targets = [scan.target_dir(m) for m in scan.missing]
+    console.print(plan_table(scan.missing, targets=targets))
     if not sys.stdin.isatty():
         notice("Not asking: no terminal to answer on. Run again with --yes to download these models.")
         return False
@@ -389,18 +389,18 @@ def _confirmed(report: ScanResult, json_output: bool) -> bool:
             notice("Nothing downloaded.")
             return False
         if answer in ("v", "view"):
-            console.print(plan_table(report.missing, targets=targets, verbose=True))
+            console.print(plan_table(scan.missing, targets=targets, verbose=True))
 
 
-def _installed(report: ScanResult, settings: Settings) -> list[ModelResult]:
+def _installed(scan: ScanResult, settings: Settings) -> list[ModelResult]:
     """The needed models the scan found on disk, with what `downloaded_models.json` knows of them."""
     try:
         records = DownloadedModels(settings.output_dir).load()
     except ComfyFixerError as exc:  # the loop reports a damaged state file; here it only costs the sha256
         notice(f"{exc.message}: installed models are listed without their recorded sha256", level="warning")
         records = []
-    refs = [*report.references, *report.text_references]
-    return installed_results(refs, records, include_bypassed=report.include_bypassed)
+    refs = [*scan.references, *scan.text_references]
+    return installed_results(refs, records, include_bypassed=scan.include_bypassed)
 
 
 def _scripts(settings: Settings) -> int:

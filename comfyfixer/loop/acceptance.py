@@ -30,19 +30,19 @@ def accept_download(
 ) -> Verified:
     """Checks the file a script finished; a failed file is moved aside, a good one recorded."""
     try:
-        report = checker.verify(item.model, item.candidate, item.destination, reported)
+        checks = checker.verify(item.model, item.candidate, item.destination, reported)
     except (ComfyFixerError, OSError) as exc:
-        report = FileChecks(item.model.name, item.model.directory, str(item.destination), False, why(exc))
-    if not report.ok:
+        checks = FileChecks(item.model.name, item.model.directory, str(item.destination), False, why(exc))
+    if not checks.ok:
         where = None
         with contextlib.suppress(ComfyFixerError, OSError):
             where = checker.quarantine(item.destination) if item.destination.exists() else None
         base.outcome = "verify_failed"
-        base.reason = report.reason + (f" (moved to {where})" if where else "")
-        return Verified(item.index, base, report)
+        base.reason = checks.reason + (f" (moved to {where})" if where else "")
+        return Verified(item.index, base, checks)
     base.outcome = "downloaded"
-    base.sha256 = report.sha256 or base.sha256
-    base.size = report.size if report.size is not None else base.size
+    base.sha256 = checks.sha256 or base.sha256
+    base.size = checks.size if checks.size is not None else base.size
     try:
         downloaded.record(
             DownloadRecord(
@@ -59,7 +59,7 @@ def accept_download(
         )
     except (ComfyFixerError, OSError) as exc:
         base.reason = f"verified, but not recorded in downloaded_models.json: {why(exc)}"
-    return Verified(item.index, base, report)
+    return Verified(item.index, base, checks)
 
 
 def review(reviewer: Reviewer, batch: list[FileChecks]) -> VerificationBatch:

@@ -35,7 +35,7 @@ class SearchEnd:
 class Verified:
     index: int
     result: ModelResult
-    report: FileChecks | None
+    checks: FileChecks
 
 
 @dataclass

@@ -201,10 +201,9 @@ class Pipeline:
         elif isinstance(message, inbox.Verified):
             self._outstanding -= 1
             self._finish(message.index, models[message.index], message.result)
-            if message.report is not None:
-                self._batch.append(message.report)
-                if len(self._batch) >= self.options.batch_size:
-                    self._submit_review()
+            self._batch.append(message.checks)
+            if len(self._batch) >= self.options.batch_size:
+                self._submit_review()
         elif isinstance(message, inbox.Reviewed):
             self._outstanding -= 1
             self._record_review(message.batch)
