@@ -5,6 +5,7 @@ A glossary of the package, one noun per file:
 - `pipeline`    the loop itself: the order, the overlap, the threads (`Pipeline`, `LoopOptions`).
 - `stages`      its protocols: the collaborators it composes (`Finder`, `Launcher`, …) and `Stages`.
 - `inbox`       its messages: what the worker threads post to the main thread.
+- `search`      one model's search (the search thread's work): the direct sources, then the agent.
 - `acceptance`  whether a finished download is kept: checks, quarantine, its record, the LLM review.
 - `live_status` what a run shows while it runs: speeds and `status.json`.
 - `result`      what a run produced: `ModelResult`, `RunResult`, failure reasons, the `run --json` document.

@@ -10,10 +10,10 @@ the main thread only, `downloaded_models.json` by the verify thread only; every 
 sink from the main thread (worker-thread collaborators use `Inbox.forward`).
 
 Every stage is an injected collaborator (the Protocols in `stages`); `wiring` builds the real ones.
-The threads talk through the `inbox`; `live_status` keeps speeds and `status.json`, `acceptance`
-does the verify thread's work, and `result` is what the run produced. Ctrl-C stops
-the scripts (their process groups), keeps `.part` files, saves state and returns a result marked
-interrupted; the CLI turns that into exit 130.
+The threads talk through the `inbox`; `search` does the search thread's work and `acceptance` the
+verify thread's; `live_status` keeps speeds and `status.json`; `result` is what the run produced.
+Ctrl-C stops the scripts (their process groups), keeps `.part` files, saves state and returns a
+result marked interrupted; the CLI turns that into exit 130.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
 from comfyfixer.loop.inbox import Inbox, Message
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
 from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
+from comfyfixer.loop.search import search
 from comfyfixer.loop.stages import DownloadProcess, Stages
 from comfyfixer.models import FileChecks, MissingModel, Resolution
 from comfyfixer.state.counter import ScriptCounter
@@ -104,11 +105,7 @@ class Pipeline:
         for index, model in enumerate(models):
             record = known.get(model_key(model.directory, model.name))
             if record is not None and record.file_intact():
-                reason = f"verified earlier ({record.time or 'unknown time'})"
-                present = ModelResult.of(
-                    model, "already_present", reason, origin=record, script=record.script, path=record.path
-                )
-                self._finish(index, model, present)
+                self._finish(index, model, ModelResult.already_present(model, record))
             else:
                 self._live.set(model, "queued")
                 to_search.append((index, model))
@@ -380,34 +377,22 @@ class Pipeline:
     # ------------------------------------------------------------ worker threads
 
     def _search_worker(self, to_search: list[tuple[int, MissingModel]]) -> None:
+        stop = self._stop.is_set
         try:
             for index, model in to_search:
                 if not self.options.dry_run:
                     while not self._lookahead.acquire(timeout=0.2):
-                        if self._stop.is_set():
+                        if stop():
                             return
-                if self._stop.is_set():
+                if stop():
                     return
                 self._inbox.put(inbox.SearchStarted(index))
-                self._inbox.put(inbox.SearchDone(index, self._search(model)))
+                found = search(self.stages, model, agent_for_all=self.options.agent_for_all, stopping=stop)
+                self._inbox.put(inbox.SearchDone(index, found))
         except BaseException as exc:  # reported to the main thread, which re-raises it
             self._inbox.put(inbox.SearchEnd(exc))
             return
         self._inbox.put(inbox.SearchEnd())
-
-    def _search(self, model: MissingModel) -> Resolution:
-        try:
-            res = self.stages.finder.find(model)
-        except ComfyFixerError as exc:
-            res = Resolution(model, "source_error", reason=exc.message)
-        agent = self.stages.agent
-        hard = res.outcome in ("not_found", "ambiguous") or self.options.agent_for_all
-        if agent is not None and hard and not self._stop.is_set():
-            try:
-                res = agent.search(model, res)
-            except ComfyFixerError as exc:
-                res.reason = f"{res.reason}; LLM search failed: {exc.message}".lstrip("; ")
-        return res
 
     def _wait_exit(self, index: int, process: DownloadProcess) -> None:
         with contextlib.suppress(Exception):  # a failed wait only loses the early wake-up

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.stages import ScriptOutcome
 from comfyfixer.models import Candidate, LLMVerdict, MissingModel, Outcome, Resolution, SearchOutcome
+
+if TYPE_CHECKING:
+    from comfyfixer.state.store import DownloadRecord
 
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 SUCCESS_OUTCOMES = frozenset({"downloaded", "already_present", "planned"})
@@ -96,6 +99,12 @@ class ModelResult:
         outcome = SEARCH_FAILURES.get(resolution.outcome, "not_found")
         reason = resolution.reason or outcome.replace("_", " ")
         return cls.of(resolution.model, outcome, reason, candidates=resolution.candidates)
+
+    @classmethod
+    def already_present(cls, model: MissingModel, record: DownloadRecord) -> ModelResult:
+        """A model an earlier run downloaded and verified, its file still there."""
+        reason = f"verified earlier ({record.time or 'unknown time'})"
+        return cls.of(model, "already_present", reason, origin=record, script=record.script, path=record.path)
 
     @property
     def ok(self) -> bool:
