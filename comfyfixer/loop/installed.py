@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from comfyfixer.loop.result import ModelResult
-from comfyfixer.models import Reference, normalise_name
+from comfyfixer.models import MissingModel, Reference, normalise_name
 from comfyfixer.state.store import DownloadRecord, model_key
 from comfyfixer.verify import sidecar_sha256
 
@@ -41,40 +42,32 @@ def installed_results(
     return list(results.values())
 
 
+@dataclass(frozen=True, slots=True)
+class _OnDisk:
+    """An installed file as a result's `Origin`: its size as found, and what is known of its source."""
+
+    source: str | None
+    url: str | None
+    sha256: str | None
+    size: int | None
+
+
 def _result(ref: Reference, by_path: dict[str, DownloadRecord]) -> ModelResult:
-    name = normalise_name(ref.name)
+    needed = MissingModel(name=normalise_name(ref.name), directory=ref.directory, workflows=[ref.workflow])
     path = ref.local_path
     if ref.status == "misplaced":
         reason = MISPLACED.format(path=path or "?", directory=ref.directory or "?")
-        return ModelResult(name, ref.directory, "skipped", path=path, reason=reason, workflows=[ref.workflow])
+        return ModelResult.of(needed, "skipped", reason, path=path)
     size = _size(path)
     record = by_path.get(_real(path)) if path else None
     if record is not None and record.file_intact():
-        return ModelResult(
-            name,
-            ref.directory,
-            "already_present",
-            source=record.source,
-            url=record.url,
-            sha256=record.sha256,
-            size=size,
-            script=record.script,
-            path=path,
-            reason=f"installed; downloaded and verified by comfyfixer ({record.time or 'unknown time'})",
-            workflows=[ref.workflow],
-        )
+        reason = f"installed; downloaded and verified by comfyfixer ({record.time or 'unknown time'})"
+        origin = _OnDisk(record.source, record.url, record.sha256, size)
+        script = record.script
+        return ModelResult.of(needed, "already_present", reason, origin=origin, script=script, path=path)
     sha = sidecar_sha256(Path(path)) if path else None
     reason = "installed" if sha else "installed (not downloaded by comfyfixer: sha256 not computed)"
-    return ModelResult(
-        name,
-        ref.directory,
-        "already_present",
-        sha256=sha,
-        size=size,
-        path=path,
-        reason=reason,
-        workflows=[ref.workflow],
-    )
+    return ModelResult.of(needed, "already_present", reason, origin=_OnDisk(None, None, sha, size), path=path)
 
 
 def _real(path: str) -> str:
