@@ -20,8 +20,13 @@ import pytest
 
 from comfyfixer.checks import formats, hosts, pickles
 from comfyfixer.config import Settings
+from comfyfixer.errors import ComfyFixerError
+from comfyfixer.loop.wiring import RenderedScripts
+from comfyfixer.models import Candidate, MissingModel
+from comfyfixer.resolvers.validate import catalogue_grant
 from comfyfixer.scripts.render import carried_program
 from tests import model_bytes
+from tests.test_catalogue_real import _entries, _file_url
 
 MALICIOUS = {
     "os.system": model_bytes.os_system_pickle,
@@ -233,3 +238,26 @@ def test_the_carried_format_check(tmp_path: Path, name: str, data: bytes, code: 
     )
     assert run.returncode == code, run.stderr
     assert (formats.check(path, name) is None) == (code == 0)
+
+
+# -- catalogue hosts ---------------------------------------------------------------------------------
+
+
+def test_real_catalogue_hosts_outside_the_allowlist_are_granted_per_file(tmp_path: Path) -> None:
+    settings = Settings()
+    outside = [e for e in _entries() if _file_url(e) and not settings.host_allowed(str(e["url"]))]
+    hosts_seen = {str(e["url"]).split("/")[2] for e in outside}
+    assert {"dl.fbaipublicfiles.com", "storage.googleapis.com", "openaipublic.azureedge.net"} <= hosts_seen
+    scripts = RenderedScripts(settings)
+    for entry in outside:
+        url, name = str(entry["url"]), str(entry["filename"])
+        model = MissingModel(name=name, directory="checkpoints", workflows=["wf.json"])
+        dest = tmp_path / "models" / "checkpoints" / name
+        _, text = scripts.render(1, model, Candidate(url, name, "catalogue"), dest)
+        assert f"GRANTED_URL={url}" in text or f"GRANTED_URL='{url}'" in text, url
+        assert "# granted: " in text and "curated catalogue" in text
+        # The grant belongs to the catalogue: the same URL from a hint or the agent is refused.
+        for source in ("hint", "llm", "huggingface"):
+            assert catalogue_grant(Candidate(url, name, source), settings) is None
+            with pytest.raises(ComfyFixerError, match="not allowed"):
+                scripts.render(1, model, Candidate(url, name, source), dest)

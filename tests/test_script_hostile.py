@@ -308,3 +308,20 @@ def test_the_run_and_its_scripts_by_hand_refuse_every_hostile_server(world: Env)
         assert again.returncode == code, (name, again.stderr)
     assert (world.loras / "ae.safetensors").read_bytes() == ae
     assert fs.requests_to("/evil.safetensors") == []
+
+
+@pytest.mark.skipif(shutil.which("wget") is None, reason="wget is not installed")
+def test_wget_follows_allowed_redirects_one_checked_hop_at_a_time(hostile: Hostile) -> None:
+    rig = hostile.rig
+    rig.server.add("/cdn/x.safetensors", DATA)
+    rig.server.redirect("/a/x.safetensors", "/b/x.safetensors", status=301)
+    rig.server.redirect("/b/x.safetensors", rig.server.url_for("/cdn/x.safetensors"), status=307)
+    plan = rig.plan("/a/x.safetensors", sha256=SHA, size=len(DATA), hosts=ONLY_127)
+    result = rig.run(rig.script(plan), rig.env(PATH=restricted_path(rig.tmp, without=("curl",))))
+    assert result.returncode == 0, result.stderr
+    assert plan.dest.read_bytes() == DATA
+    assert [r.path for r in rig.server.requests] == [
+        "/a/x.safetensors",
+        "/b/x.safetensors",
+        "/cdn/x.safetensors",
+    ]
