@@ -15,9 +15,7 @@ from comfyfixer.checks.hosts import HostRule
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_CIVITAI_URL = "https://civitai.com"
-DEFAULT_CATALOG_URL = (
-    "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/model-list.json"
-)
+DEFAULT_CATALOG_URL = "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/model-list.json"
 # Hosts a download may come from without further configuration: the two hubs, their CDNs and
 # GitHub release assets (ComfyUI-Manager's catalogue points at a few).
 DEFAULT_ALLOWED_HOSTS = (
@@ -46,6 +44,40 @@ DEFAULT_REDIRECT_HOST_SUFFIXES = (
     ".civitai.com",
     ".githubusercontent.com",
 )
+
+
+TOKEN_VARIABLES = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "CIVITAI_API_TOKEN",
+    "COMFYFIXER_LLM_API_KEY",
+    "OPENAI_API_KEY",
+)
+
+
+def malformed_tokens(env: Mapping[str, str]) -> list[str]:
+    """The token variables whose value holds a control character (a pasted newline or tab).
+
+    Such a token cannot go into an HTTP header; the request fails with a library error that quotes it.
+    Only the variable names are returned, never the values.
+    """
+    return [
+        name
+        for name in TOKEN_VARIABLES
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in env.get(name, "").strip())
+    ]
+
+
+def env_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Every token in the environment, as given and as it looks escaped (repr, JSON), for redaction."""
+    out: list[str] = []
+    for name in TOKEN_VARIABLES:
+        value = env.get(name, "")
+        for form in (value, value.strip(), repr(value)[1:-1], value.encode("unicode_escape").decode("ascii")):
+            if len(form) >= 4 and form not in out:
+                out.append(form)
+        out.extend(part for part in value.split() if len(part) >= 8 and part not in out)
+    return tuple(out)
 
 
 def pickle_allowed(env: Mapping[str, str]) -> bool:

@@ -54,6 +54,21 @@ def _register(argv: list[str]) -> None:
 
 
 def run_app() -> None:
+    import os
+
+    from comfyfixer.config import malformed_tokens
+
+    cli_errors.install_redacting_hooks()
+    bad = malformed_tokens(os.environ)
+    if bad:  # before anything could put it in a header, a log or a traceback; the value is never shown
+        sys.exit(
+            cli_errors.print_error(
+                cli_errors.UsageError(
+                    f"{', '.join(bad)} contains a control character (a newline or tab pasted with it?)",
+                    next_step="Set the variable again to the token alone, on one line.",
+                )
+            )
+        )
     _register(sys.argv[1:])
     try:
         # standalone_mode=False makes click return the code of `typer.Exit` instead of raising it.
@@ -74,6 +89,6 @@ def run_app() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         if cli_errors.debug_enabled():
-            raise
+            cli_errors.print_debug_traceback(exc)
         sys.exit(cli_errors.print_error(exc))
     sys.exit(code if isinstance(code, int) else 0)

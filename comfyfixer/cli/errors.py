@@ -114,9 +114,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         WorkflowPathError,
         EXIT_USAGE,
-        lambda exc: "Pass workflow files (.json, .png, .webp) or folders that contain them."
-        if exc.problem == "missing"
-        else "Check its permissions.",
+        lambda exc: (
+            "Pass workflow files (.json, .png, .webp) or folders that contain them."
+            if exc.problem == "missing"
+            else "Check its permissions."
+        ),
     ),
     Rule(ComfyUIRootError, EXIT_USAGE, _root_step),
     Rule(ExtraPathsError, EXIT_USAGE, lambda exc: YAML_STEP),
@@ -162,6 +164,39 @@ def endpoint_next_step(status: EndpointStatus) -> str:
 
 def debug_enabled() -> bool:
     return os.environ.get("COMFYFIXER_DEBUG", "") not in ("", "0")
+
+
+def print_debug_traceback(exc: BaseException) -> None:
+    """`COMFYFIXER_DEBUG=1`: the traceback on stderr, with every token of the environment removed."""
+    import traceback
+
+    from comfyfixer.config import env_secrets
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(redact(text, env_secrets(os.environ)))
+
+
+def install_redacting_hooks() -> None:
+    """Tracebacks Python prints by itself (a dying thread, an error outside the CLI's edge): redacted too."""
+    import threading
+
+    from comfyfixer.config import env_secrets
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or isinstance(args.exc_value, SystemExit):
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        sys.stderr.write(f"error in thread {name}:\n")
+        if debug_enabled():
+            print_debug_traceback(args.exc_value)
+        else:
+            sys.stderr.write(f"  {redact(str(args.exc_value), env_secrets(os.environ))}\n")
+
+    def main_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        print_debug_traceback(value)
+
+    threading.excepthook = thread_hook
+    sys.excepthook = main_hook
 
 
 def print_error(exc: BaseException) -> int:
