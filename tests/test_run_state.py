@@ -39,3 +39,22 @@ def test_a_damaged_install_is_fetched_again_and_another_root_gets_its_own(env: E
     assert outcomes(report) == {"kept.safetensors": "downloaded"}
     assert (other / "models" / "loras" / "kept.safetensors").read_bytes() == data
     assert Path(report["models"][0]["path"]).is_relative_to(other)
+
+
+def test_unreadable_workflows_are_listed_and_nothing_readable_is_a_usage_error(env: Env) -> None:
+    folder = env.work / "broken"
+    folder.mkdir()
+    (folder / "truncated.json").write_text('{"nodes": [')
+    (folder / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    args = env.args(folder)
+    proc = env.cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "truncated.json" in text and "binary.json" in text
+    assert "nothing to run: none of the 2 workflow files could be read" in text
+    assert "Traceback" not in text and proc.stdout == ""
+    # One readable workflow among them: the run goes on, and still lists the unreadable ones.
+    workflow(folder / "fine.json", [])
+    ok = env.cli(*args)
+    assert ok.returncode == 0, ok.stderr
+    assert "truncated.json" in ok.stderr and "binary.json" in ok.stderr

@@ -27,7 +27,7 @@ from rich.text import Text
 from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
 from comfyfixer.cli.errors import UsageError
 from comfyfixer.cli.progress import Mode, ProgressDisplay
-from comfyfixer.cli.render import plan_table, short_path
+from comfyfixer.cli.render import plan_table, short_path, unreadable_table
 from comfyfixer.cli.scan import report_notices, settings_from_options
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.installed import installed_results
@@ -125,6 +125,7 @@ def run(
                 paths, settings, include_bypassed=include_bypassed, extra_yaml=extra_model_paths or ()
             )
         report_notices(scan)
+        _check_readable(scan)
         code = _run_plan(
             scan,
             settings,
@@ -140,6 +141,23 @@ def run(
         close_run_log(handler)
     # SystemExit, not typer.Exit: with standalone_mode=False click turns Exit into a return value.
     raise SystemExit(code)
+
+
+def _check_readable(report: ScanResult) -> None:
+    """List the workflow files that could not be read (as `scan` does); none readable is a usage error."""
+    unreadable = report.unreadable
+    if unreadable:
+        stderr_console().print(unreadable_table(unreadable))
+    if not report.workflows or len(unreadable) == len(report.workflows):
+        what = (
+            f"none of the {len(unreadable)} workflow files could be read"
+            if unreadable
+            else "no workflow files"
+        )
+        raise UsageError(
+            f"nothing to run: {what}",
+            next_step="Point run at ComfyUI workflows (.json, or .png/.webp with the workflow embedded).",
+        )
 
 
 def _check_installed(scan: ScanResult, settings: Settings) -> int:
