@@ -103,6 +103,20 @@ def catalogue_grant(candidate: Candidate, settings: Settings) -> str | None:
     return f"{host} is allowed for this exact URL because the curated catalogue {where} names it"
 
 
+
+def _read_answer(probe: Probe, response: httpx.Response, url: str) -> None:
+    """Fill `probe` from the final 2xx answer: status, URL, type, served name and size."""
+    status = response.status_code
+    probe.status = status
+    probe.final_url = url
+    probe.content_type = response.headers.get("content-type", "").lower()
+    probe.filename = _disposition_name(response.headers.get("content-disposition"))
+    if status == 206:
+        probe.size = probe.size or _total_from_range(response.headers.get("content-range"))
+    elif probe.size is None and response.headers.get("content-length", "").isdigit():
+        # A 200 to a ranged GET means the server ignored Range: its length is the file's.
+        probe.size = int(response.headers["content-length"])
+
 class Validator:
     """Probes candidates over the run's HTTP session; never follows a redirect it has not checked."""
 
@@ -127,6 +141,24 @@ class Validator:
         # Origins (scheme, host, port), not hosts: in tests every server is 127.0.0.1 on its own port,
         # and a token must never reach a CDN just because it shares a host name.
         return token_kind(url, self.settings) or "download"
+
+    def _redirect_target(self, response: httpx.Response, url: str, source: str) -> str:
+        """Where a redirect leads, once it is known not to be a login page or a host not allowed."""
+        status = response.status_code
+        location = response.headers.get("location")
+        if not location:
+            raise ValidationFailed(f"redirect (HTTP {status}) without a Location")
+        target = urljoin(url, str(location))
+        if source == "civitai" and urlsplit(target).path.rstrip("/").endswith("/login"):
+            raise ValidationFailed(
+                "Civitai redirected to its login page: set CIVITAI_API_TOKEN",
+                auth_required=True,
+                status=status,
+            )
+        if not self.settings.host_allowed(target, redirect=True):
+            host = urlsplit(target).hostname or "?"
+            raise ValidationFailed(f"redirect to a host that is not allowed: {host}")
+        return target
 
     def _refusal(self, response: httpx.Response, url: str, candidate: Candidate) -> ValidationFailed:
         status = response.status_code
@@ -205,33 +237,11 @@ class Validator:
                     probe.size = int(response.headers["x-linked-size"])
                 probe.sha256 = probe.sha256 or _strip_etag(response.headers.get("x-linked-etag"))
                 if status in (301, 302, 303, 307, 308):
-                    location = response.headers.get("location")
-                    if not location:
-                        raise ValidationFailed(f"redirect (HTTP {status}) without a Location")
-                    target = urljoin(url, location)
-                    target_path = urlsplit(target).path
-                    if source == "civitai" and target_path.rstrip("/").endswith("/login"):
-                        raise ValidationFailed(
-                            "Civitai redirected to its login page: set CIVITAI_API_TOKEN",
-                            auth_required=True,
-                            status=status,
-                        )
-                    if not self.settings.host_allowed(target, redirect=True):
-                        host = urlsplit(target).hostname or "?"
-                        raise ValidationFailed(f"redirect to a host that is not allowed: {host}")
-                    url = target
+                    url = self._redirect_target(response, url, source)
                     continue
                 if not 200 <= status < 300:
                     raise self._refusal(response, url, candidate)
-                probe.status = status
-                probe.final_url = url
-                probe.content_type = response.headers.get("content-type", "").lower()
-                probe.filename = _disposition_name(response.headers.get("content-disposition"))
-                if status == 206:
-                    probe.size = probe.size or _total_from_range(response.headers.get("content-range"))
-                elif probe.size is None and response.headers.get("content-length", "").isdigit():
-                    # A 200 to a ranged GET means the server ignored Range: its length is the file's.
-                    probe.size = int(response.headers["content-length"])
+                _read_answer(probe, response, url)
                 return probe
             finally:
                 response.close()

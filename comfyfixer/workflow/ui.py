@@ -320,17 +320,23 @@ def _input_targets(definition: Mapping[str, object]) -> list[tuple[str, list[tup
         link_ids = item.get("linkIds")
         for link_id in link_ids if isinstance(link_ids, list) else ():
             link = by_id.get(link_id) if isinstance(link_id, (int, str)) else None
-            if link is None:
-                continue
-            target = nodes.get(str(link.get("target_id")))
-            slot = link.get("target_slot")
-            if target is None or not isinstance(slot, int):
-                continue
-            target_inputs = target.get("inputs")
-            if isinstance(target_inputs, list) and 0 <= slot < len(target_inputs):
-                socket = target_inputs[slot]
-                widget = socket.get("widget") if isinstance(socket, dict) else None
-                if isinstance(widget, dict) and isinstance(widget.get("name"), str):
-                    tgts.append((str(link.get("target_id")), widget["name"]))
+            widget = _linked_widget(link, nodes) if link is not None else None
+            if link is not None and widget is not None:
+                tgts.append((str(link.get("target_id")), widget))
         out.append((item["name"], tgts))
     return out
+
+
+def _linked_widget(link: Mapping[str, object], nodes: Mapping[str, Mapping[str, object]]) -> str | None:
+    """The widget name a definition link feeds on its inner target node, None when it feeds none."""
+    target = nodes.get(str(link.get("target_id")))
+    slot = link.get("target_slot")
+    if target is None or not isinstance(slot, int):
+        return None
+    target_inputs = target.get("inputs")
+    if isinstance(target_inputs, list) and 0 <= slot < len(target_inputs):
+        socket = target_inputs[slot]
+        widget = socket.get("widget") if isinstance(socket, dict) else None
+        if isinstance(widget, dict) and isinstance(widget.get("name"), str):
+            return str(widget["name"])
+    return None
