@@ -9,14 +9,16 @@ timing for the peers; the script hashes as part of its own run, as it must befor
 
 - script: `bash download_NNN.sh` as comfyfixer writes it (size and sha256 known);
 - curl: `curl -sS --fail -L -o FILE URL`;
-- aria2c: `aria2c -x16 -s16` (Debian's aria2, its defaults otherwise);
+- aria2c: `aria2c -x16 -s16` (Debian's aria2, its defaults otherwise), and the same with
+  `--checksum=sha-256=HEX` (aria2c then hashes the file too, as the script must);
 - hf_hub_download: `huggingface_hub.hf_hub_download(..., endpoint=HUB)` in a fresh process and cache.
 
 (1) Rounds: one warm-up of each, then --rounds interleaved rounds (the order rotates), `sync` before
     every run (excluded). Wall time, CPU (user + system of the process and its children), and per
     round the paired ratio script / peer; the table gives medians. Targets: script <= 1.15x the
     fastest peer, CPU <= 1.5x aria2c's.
-(2) Fixed cost: the script and curl on a 1 KiB file (median of --rounds).
+(2) Fixed cost: the script and curl on a 1 KiB file (single stream) and on a 2 MiB file with the
+    segment threshold lowered to 1 MiB (the segmented path), median of --rounds.
 (3) Resume: each client is cut (SIGTERM to its process group) once the CDN has sent half the file,
     then run again; the CDN's byte counter gives what the second run re-sent. Target <= 55%.
 """
@@ -132,6 +134,21 @@ def make_clients(tmp: Path, url: str, hub_url: str, data: bytes, sha: str) -> li
     def aria2c(work: Path) -> subprocess.Popen[bytes]:
         return _popen(["aria2c", "-x16", "-s16", "-q", "-c", "-d", str(work), "-o", "aria2c.bin", url], env)
 
+    def aria2c_sha(work: Path) -> subprocess.Popen[bytes]:
+        cmd = [
+            "aria2c",
+            "-x16",
+            "-s16",
+            "-q",
+            "-c",
+            f"--checksum=sha-256={sha}",
+            "-d",
+            str(work),
+            "-o",
+            "aria2c.bin",
+        ]
+        return _popen([*cmd, url], env)
+
     def hf(work: Path) -> subprocess.Popen[bytes]:
         cmd = [python, "-c", HF_SNIPPET, REPO, "model.safetensors", hub_url, str(work / "hf_cache")]
         return _popen(cmd, env)
@@ -143,6 +160,7 @@ def make_clients(tmp: Path, url: str, hub_url: str, data: bytes, sha: str) -> li
         Client("script", script, lambda w: w / "models" / "checkpoints" / "model.safetensors"),
         Client("curl -o", curl, lambda w: w / "curl.bin"),
         Client("aria2c -x16 -s16", aria2c, lambda w: w / "aria2c.bin"),
+        Client("aria2c -x16 -s16 --checksum", aria2c_sha, lambda w: w / "aria2c.bin"),
         Client("hf_hub_download", hf, hf_result),
     ]
 
@@ -214,18 +232,26 @@ def resume(client: Client, tmp: Path, cdn: CappedServer, size: int, sha: str) ->
     return cut, resent
 
 
-def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> tuple[float, float]:
-    tiny = safetensors_bytes(1024)
-    hub.add_file(REPO, "tiny.safetensors", tiny)
-    url = hub.resolve_url(REPO, "tiny.safetensors")
-    clients = make_clients(tmp, url, hub.url, tiny, hashlib.sha256(tiny).hexdigest())[:2]
-    for i in range(count + 1):
-        for client in clients:
-            work = fresh(tmp, "tiny")
-            wall, _ = timed(client, work)
-            if i:
-                client.walls.append(wall)
-    return statistics.median(clients[0].walls), statistics.median(clients[1].walls)
+def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> dict[str, float]:
+    """Median wall times on small files: 1 KiB (single stream) and 2 MiB through the segments."""
+    out: dict[str, float] = {}
+    for label, size, threshold in (("1 KiB", 1024, "32"), ("2 MiB segmented", 2 * MIB, "1")):
+        data = safetensors_bytes(size)
+        name = f"small{size}.safetensors"
+        hub.add_file(REPO, name, data)
+        url = hub.resolve_url(REPO, name)
+        os.environ["COMFYFIXER_SEGMENT_MIN_MIB"] = threshold  # read by _env for the script
+        script, curl = make_clients(tmp, url, hub.url, data, hashlib.sha256(data).hexdigest())[:2]
+        for i in range(count + 1):
+            for client in (script, curl):
+                work = fresh(tmp, "small")
+                wall, _ = timed(client, work)
+                if i:
+                    client.walls.append(wall)
+        out[f"script {label}"] = statistics.median(script.walls)
+        out[f"curl {label}"] = statistics.median(curl.walls)
+    os.environ.pop("COMFYFIXER_SEGMENT_MIN_MIB")
+    return out
 
 
 def main() -> None:
@@ -256,9 +282,9 @@ def main() -> None:
             load = os.getloadavg()[0]
             rounds(clients, tmp, sha, args.rounds)
             cuts = {} if args.no_resume else {c.name: resume(c, tmp, cdn, size, sha) for c in clients}
-            tiny_script, tiny_curl = fixed_cost(tmp, hub, args.rounds)
+            small = fixed_cost(tmp, hub, args.rounds)
             load = max(load, os.getloadavg()[0])
-    report(clients, cuts, args, size, load, tiny_script, tiny_curl)
+    report(clients, cuts, args, size, load, small)
 
 
 def report(
@@ -267,8 +293,7 @@ def report(
     args: argparse.Namespace,
     size: int,
     load: float,
-    tiny_script: float,
-    tiny_curl: float,
+    small: dict[str, float],
 ) -> None:
     script = clients[0]
     ideal = size / (args.segments * args.rate_mbs * 1e6)
@@ -299,8 +324,9 @@ def report(
     )
     print("runs: " + "; ".join(f"{c.name} [{', '.join(f'{w:.2f}' for w in c.walls)}]" for c in clients))
     print(
-        f"fixed cost, 1 KiB file: script {tiny_script * 1000:.0f} ms, curl {tiny_curl * 1000:.0f} ms; "
-        f"ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s"
+        "small files (median wall): "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in small.items())
+        + f"; ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s"
     )
 
 
