@@ -83,6 +83,8 @@ class Reference(_NamedModel):
     bypassed: bool = False
     strategy: str = "table"  # table | names | heuristic | text | properties.models | top-level models
     folder_guessed: bool = False
+    # Why the folder is what it is when no loader table row gave it: the evidence, in words.
+    folder_evidence: str | None = None
     hints: list[Hint] = field(default_factory=list)
     status: Status = "unknown"
     local_path: str | None = None  # where it was found (present) or where a copy sits (misplaced)

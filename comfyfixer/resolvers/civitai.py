@@ -35,6 +35,22 @@ class CivitaiSearch:
     errors: list[SourceError] = field(default_factory=list)
 
 
+# Civitai model (and file) types -> the ComfyUI folder they install into; evidence for a folder-less
+# reference only (a "Checkpoint" may be a UNet-only file: a loader node's folder always wins).
+TYPE_FOLDERS = {
+    "LORA": "loras",
+    "LoCon": "loras",
+    "DoRA": "loras",
+    "TextualInversion": "embeddings",
+    "Checkpoint": "checkpoints",
+    "VAE": "vae",
+    "Controlnet": "controlnet",
+    "Upscaler": "upscale_models",
+    "MotionModule": "animatediff_models",
+    "Hypernetwork": "hypernetworks",
+}
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
@@ -125,6 +141,10 @@ class CivitaiSource:
                     else None,
                     repo=f"civitai:{model_id}/{version.get('id')}",
                     auth=SOURCE,
+                    directory_hint=TYPE_FOLDERS.get(str(f.get("type") or ""))
+                    or TYPE_FOLDERS.get(
+                        str((model or {}).get("type") or (version.get("model") or {}).get("type"))
+                    ),
                     pickle_scan=str(pickle) if pickle else None,
                     virus_scan=str(virus) if virus else None,
                     note=where,

@@ -61,6 +61,17 @@ class _Attempt:
         self.evidence.append(text)
 
 
+def _filing(candidate: Candidate) -> str:
+    """Where a candidate's folder hint comes from, in words."""
+    if candidate.source == "catalogue":
+        return "the catalogue's save_path/type"
+    if candidate.source == "civitai":
+        return "the Civitai model type"
+    if candidate.path_in_repo:
+        return f"its place in the repo ({candidate.path_in_repo})"
+    return f"the {candidate.source} record"
+
+
 class Finder:
     """Resolves missing models one at a time. Attributes `huggingface`, `civitai`, `catalogue`,
     `verified` and `validator` are the building blocks the LLM agent's tools use."""
@@ -213,6 +224,9 @@ class Finder:
 
     def _found(self, attempt: _Attempt, candidate: Candidate, why: str = "") -> Resolution:
         reason = f"found on {candidate.source}" + (f" ({why})" if why else "")
+        if attempt.model.directory is None and candidate.directory_hint:
+            # No loader node said where it goes: the source's own filing is the evidence.
+            reason += f"; folder {candidate.directory_hint}/ inferred from {_filing(candidate)}"
         return self._finish(attempt, "found", reason, candidate=candidate)
 
     def _finish(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError, redact
+from comfyfixer.folders import DEFAULT_DIRS, canonical
 from comfyfixer.http import RequestCounter
 from comfyfixer.models import Candidate, base_name
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, UNKNOWN
@@ -81,6 +82,16 @@ class HubSearch:
     queries: list[str] = field(default_factory=list)
     repos: list[str] = field(default_factory=list)
     errors: list[SourceError] = field(default_factory=list)
+
+
+def split_files_folder(path: str) -> str | None:
+    """The ComfyUI folder a repackaged repo files this under (`split_files/<folder>/...`), if any."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "split_files":
+        key = canonical(parts[1])
+        if key in DEFAULT_DIRS:
+            return key
+    return None
 
 
 class _RepoMissing(Exception):
@@ -259,6 +270,7 @@ class HuggingFaceSource:
             path_in_repo=path,
             authoritative=self.publishers.trusted(repo_id),
             auth=SOURCE,
+            directory_hint=split_files_folder(path),
             note=f"{repo_id}/{path}",
         )
 

@@ -42,8 +42,24 @@ def reference_json(ref: Reference) -> dict[str, Any]:
         "local_path": ref.local_path,
         "strategy": ref.strategy,
         "folder_guessed": ref.folder_guessed,
+        "directory_source": directory_source(ref),
+        "evidence": ref.folder_evidence,
         "kind": reference_kind(ref),
     }
+
+
+def directory_source(ref: Reference) -> str | None:
+    """Where the folder came from: `node` (the loader table or the file's widget names), `hint`
+    (a models list), `prompt` (an embedding:/lora tag), `inferred` (evidence, see `evidence`)."""
+    if ref.directory is None:
+        return None
+    if ref.folder_guessed:
+        return "inferred"
+    if ref.strategy in ("properties.models", "top-level models"):
+        return "hint"
+    if ref.strategy == "text":
+        return "prompt"
+    return "node"
 
 
 def missing_json(model: MissingModel, target_dir: Path | None = None) -> dict[str, Any]:

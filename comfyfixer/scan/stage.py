@@ -25,6 +25,7 @@ from comfyfixer.scan.forked import ForkedMap
 from comfyfixer.scan.missing import attach_context, plan, planned
 from comfyfixer.scan.result import ScanResult
 from comfyfixer.workflow import parse_file
+from comfyfixer.workflow.collect import infer_folders
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,18 @@ def _classifier(inventory: Inventory | None) -> Callable[[WorkflowResult], None]
     return classify_workflow
 
 
+def _infer_across(workflows: list[WorkflowResult], inventory: Inventory | None) -> None:
+    """A folder-less reference takes the one folder another workflow of the scan loads its file from."""
+    unknown = [r for wf in workflows for r in wf.references if r.directory is None]
+    if not unknown:
+        return
+    infer_folders(unknown, (r for wf in workflows for r in wf.references), "another workflow of this scan")
+    if inventory is not None:
+        for ref in unknown:
+            if ref.directory is not None:
+                inventory.classify(ref)  # look again, now in the right folder
+
+
 def _report(
     workflows: list[WorkflowResult], comfyui: Path | None, inventory: Inventory | None, include_bypassed: bool
 ) -> ScanResult:
@@ -136,6 +149,7 @@ def _report(
         sum(1 for wf in workflows if wf.error),
         sum(len(wf.references) for wf in workflows),
     )
+    _infer_across(workflows, inventory)
     needed = (r for wf in workflows for r in (*wf.references, *wf.text_references) if planned(r))
     missing = plan(needed, include_bypassed=include_bypassed)
     attach_context(missing, workflows)

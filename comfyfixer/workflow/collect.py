@@ -107,6 +107,7 @@ class Collector:
             elif ref.directory is None and hint.directory:
                 ref.directory = hint.directory
                 ref.strategy = "properties.models"
+                ref.folder_evidence = "the node's own properties.models entry names the folder"
             elif not _folders_agree(ref.directory, hint.directory):
                 # The node loads the name from another folder: the entry describes some other file.
                 self._unused(entry_name, hint, f"node {view.node_id} loads it from {ref.directory}/")
@@ -143,6 +144,7 @@ class Collector:
                 if ref.directory is None and hint.directory:
                     ref.directory = hint.directory
                     ref.strategy = "top-level models"
+                    ref.folder_evidence = "the workflow's models list names the folder"
                 _attach(ref, hint)
 
     def _unused(self, name: str, hint: Hint, why: str) -> None:
@@ -158,17 +160,32 @@ class Collector:
                 for url, file_name in self.note_links:
                     if file_name.lower() == base:
                         _attach(ref, Hint(url=url, directory=ref.directory, source="note"))
-        known: dict[str, set[str]] = {}
-        for ref in self.refs:
-            if ref.directory is not None:
-                known.setdefault(normalise_name(ref.name).lower(), set()).add(ref.directory)
-        for ref in self.refs:
-            if ref.directory is None:
-                dirs = known.get(normalise_name(ref.name).lower())
-                if dirs and len(dirs) == 1:
-                    ref.directory = next(iter(dirs))
-                    ref.folder_guessed = True
+        infer_folders(self.refs, self.refs, "this workflow")
         return self.refs
+
+
+def infer_folders(refs: Iterable[Reference], known_refs: Iterable[Reference], where: str) -> None:
+    """Give a folder-less reference the folder its file has elsewhere, when that is one folder.
+
+    Evidence, not a guess: another node (of `where`) loads the very same file name from that folder.
+    Two different folders for the name decide nothing and leave the reference without one.
+    """
+    known: dict[str, dict[str, Reference]] = {}
+    for ref in known_refs:
+        if ref.directory is not None:
+            known.setdefault(normalise_name(ref.name).lower(), {}).setdefault(ref.directory, ref)
+    for ref in refs:
+        if ref.directory is not None:
+            continue
+        dirs = known.get(normalise_name(ref.name).lower())
+        if dirs and len(dirs) == 1:
+            folder, source = next(iter(dirs.items()))
+            ref.directory = folder
+            ref.folder_guessed = True
+            ref.folder_evidence = (
+                f"the same file is loaded from {folder}/ by {source.node_type or 'a node'}"
+                f" (node {source.node_id or '?'}) in {where}"
+            )
 
 
 def _folders_agree(node_folder: str | None, hint_folder: str | None) -> bool:
@@ -226,13 +243,16 @@ def node_references(col: Collector, view: NodeView) -> None:
                 col.add(name, spec.any_folder, view=view, input_name=None, strategy="table")
             elif spec is not None and spec.single_folder is not None:
                 # A loader whose every model input goes to one folder: an unlisted input most likely does too.
-                col.add(
+                ref = col.add(
                     name,
                     spec.single_folder,
                     view=view,
                     input_name=None,
                     strategy="table",
                     folder_guessed=True,
+                )
+                ref.folder_evidence = ref.folder_evidence or (
+                    f"every model input of {view.node_type} loads from {spec.single_folder}/"
                 )
             else:
                 leftovers = True
