@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,8 @@ class TableFinder:
             return Resolution(model, "found", candidate=answer, candidates=[answer])
         if answer == "raise":
             raise SourceError("huggingface", "HTTP 503 after 3 attempts", status=503)
+        if answer == "bug":
+            raise KeyError("a bug in a resolver")
         return Resolution(model, answer, reason=f"{answer} in test table")  # type: ignore[arg-type]
 
 
@@ -340,3 +343,52 @@ def test_an_error_in_the_loop_stops_running_downloads(tmp_path: Path, server: Fi
         _run(tmp_path, stages, models, broken_sink)
     assert started.is_set()
     assert all(not pid_alive(p.pid) for p in launcher.processes)
+
+
+class CrashingChecker:
+    """The real checker, but one file name makes it raise what no check should (a bug)."""
+
+    def __init__(self, inner: Any, crash_on: str) -> None:
+        self.inner = inner
+        self.crash_on = crash_on
+
+    def verify(
+        self, model: MissingModel, candidate: Candidate, path: Path, reported: str | None
+    ) -> FileChecks:
+        if model.name == self.crash_on:
+            raise ZeroDivisionError("a bug in a check")
+        result: FileChecks = self.inner.verify(model, candidate, path, reported)
+        return result
+
+    def quarantine(self, path: Path) -> Path | None:
+        moved: Path | None = self.inner.quarantine(path)
+        return moved
+
+
+class CrashingReviewer:
+    def review(self, reports: list[FileChecks]) -> list[LLMVerdict]:
+        raise TypeError("a bug in the reviewer")
+
+
+@pytest.mark.timeout(60)
+def test_an_exception_in_any_worker_thread_is_that_models_outcome_and_the_run_ends(
+    tmp_path: Path, server: FileServer
+) -> None:
+    names = ["good.safetensors", "checked.safetensors"]
+    models, stages, _, _ = _setup(tmp_path, server, names, extra={"searched.safetensors": "bug"})
+    stages = replace(
+        stages, checker=CrashingChecker(stages.checker, "checked.safetensors"), reviewer=CrashingReviewer()
+    )
+    result = _run(tmp_path, stages, models)
+    by = {r.name: r for r in result.results}
+    assert by["good.safetensors"].outcome == "downloaded"
+    assert by["searched.safetensors"].outcome == "source_error"
+    assert by["searched.safetensors"].reason.startswith("internal error while searching: KeyError")
+    assert by["checked.safetensors"].outcome == "verify_failed"
+    assert "internal error while verifying: ZeroDivisionError" in by["checked.safetensors"].reason
+    # The unchecked file is not left at its final path.
+    root = tmp_path / "ComfyUI" / "models" / "loras"
+    assert not (root / "checked.safetensors").exists() and (root / "checked.safetensors.rejected").exists()
+    assert [v.llm for v in result.verifications] == [False]
+    assert "internal error while reviewing: TypeError" in result.verifications[0].reason
+    assert exit_code(result.results) == 1

@@ -37,7 +37,7 @@ from comfyfixer.loop.inbox import Inbox, Message
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
 from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
 from comfyfixer.loop.search import search
-from comfyfixer.loop.stages import DownloadProcess, Stages
+from comfyfixer.loop.stages import Checker, DownloadProcess, Stages
 from comfyfixer.models import FileChecks, MissingModel, Resolution
 from comfyfixer.state.counter import ScriptCounter
 from comfyfixer.state.store import DownloadedModels, EntryState, StatusFile, model_key
@@ -88,7 +88,10 @@ class Pipeline:
         self._stop = threading.Event()
         # Searches may run at most `jobs` models ahead of the downloads (none in a dry run).
         self._lookahead = threading.Semaphore(max(1, self.options.jobs))
-        self._work: queue.Queue[Callable[[], Message] | None] = queue.Queue()
+        # Jobs for the verify thread: the job, and the message standing for it if it raises.
+        self._work: queue.Queue[tuple[Callable[[], Message], Callable[[Exception], Message]] | None] = (
+            queue.Queue()
+        )
         self._results: dict[int, ModelResult] = {}
         self._verifications: list[VerificationBatch] = []
         self._batch: list[FileChecks] = []
@@ -302,7 +305,12 @@ class Pipeline:
             self._outstanding += 1
             reported = item.process.reported_sha256
             self._work.put(
-                functools.partial(accept_download, self.stages.checker, self.downloaded, item, base, reported)
+                (
+                    functools.partial(
+                        accept_download, self.stages.checker, self.downloaded, item, base, reported
+                    ),
+                    functools.partial(_verify_crashed, self.stages.checker, item, base),
+                )
             )
 
     def _submit_review(self) -> None:
@@ -313,7 +321,18 @@ class Pipeline:
             self._record_review(VerificationBatch(names, llm=False, reason=self.stages.reviewer_skip_reason))
             return
         self._outstanding += 1
-        self._work.put(lambda: inbox.Reviewed(review(reviewer, batch)))
+        self._work.put(
+            (
+                lambda: inbox.Reviewed(review(reviewer, batch)),
+                lambda exc: inbox.Reviewed(
+                    VerificationBatch(
+                        names,
+                        llm=False,
+                        reason=f"LLM verification failed: {internal_error('reviewing', exc)}",
+                    )
+                ),
+            )
+        )
 
     def _record_review(self, batch: VerificationBatch) -> None:
         self._verifications.append(batch)
@@ -387,7 +406,13 @@ class Pipeline:
                 if stop():
                     return
                 self._inbox.put(inbox.SearchStarted(index))
-                found = search(self.stages, model, agent_for_all=self.options.agent_for_all, stopping=stop)
+                try:
+                    found = search(
+                        self.stages, model, agent_for_all=self.options.agent_for_all, stopping=stop
+                    )
+                except Exception as exc:  # a bug in a source or the agent: this model's outcome, not a crash
+                    log.exception("internal error while searching for %s", model.name)
+                    found = Resolution(model, "source_error", reason=internal_error("searching", exc))
                 self._inbox.put(inbox.SearchDone(index, found))
         except BaseException as exc:  # reported to the main thread, which re-raises it
             self._inbox.put(inbox.SearchEnd(exc))
@@ -401,7 +426,30 @@ class Pipeline:
 
     def _verify_worker(self) -> None:
         while True:
-            job = self._work.get()
-            if job is None:
+            item = self._work.get()
+            if item is None:
                 return
-            self._inbox.put(job())
+            job, on_error = item
+            try:
+                message = job()
+            except Exception as exc:  # never a dead thread: the loop waits for one message per job
+                log.exception("internal error in the verify thread")
+                message = on_error(exc)
+            self._inbox.put(message)
+
+
+def internal_error(doing: str, exc: BaseException) -> str:
+    """The reason a model gets when our own code failed on it (the traceback is in the run log)."""
+    what = f"{type(exc).__name__}: {redact(str(exc))}"
+    return f"internal error while {doing}: {what} (a bug: the run log has the traceback)"
+
+
+def _verify_crashed(checker: Checker, item: ActiveDownload, base: ModelResult, exc: Exception) -> Message:
+    """The check of a finished download raised: the file is not trusted (moved aside), the model fails."""
+    where = None
+    with contextlib.suppress(Exception):
+        where = checker.quarantine(item.destination) if item.destination.exists() else None
+    reason = internal_error("verifying", exc) + (f"; the file was moved to {where}" if where else "")
+    base.outcome, base.reason = "verify_failed", reason
+    checks = FileChecks(item.model.name, item.model.directory, str(item.destination), False, reason)
+    return inbox.Verified(item.index, base, checks)
