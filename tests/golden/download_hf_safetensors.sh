@@ -2036,7 +2036,7 @@ segmented() {
     12) error_page "the server answered with a web page or an error message, not the model" ;;
     13) reject 13 "the server's file does not have the published size ($EXPECTED_SIZE bytes)" ;;
     15) fail 15 "cannot write $PART (disk full?); free some space and run again: the download resumes" ;;
-    21) fail 21 "stopped before any byte came from a host that is not allowed; the partial file is kept" ;;
+    21) exit 21 ;; # segments.py has named the refused host, nothing came from it (the part is kept)
     22) fail 22 "the server compressed the model (Content-Encoding) although it was asked not to;" \
       "nothing was installed" ;;
     130) say "interrupted; the partial file is kept and the next run resumes it: $PART"
