@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from comfyfixer.config import Settings
 from comfyfixer.layout import Layout
 from comfyfixer.loop.pipeline import LoopOptions, Pipeline
 from comfyfixer.loop.wiring import build_stages
@@ -56,9 +57,10 @@ def one_run(
     with tempfile.TemporaryDirectory(prefix="loop_bench_") as tmp:
         root = Path(tmp) / "ComfyUI"
         (root / "models" / "loras").mkdir(parents=True)
-        stages = build_stages(
-            SleepingFinder(table, search), Layout.load(root), {**os.environ, "COMFYFIXER_RETRY_DELAY": "0"}
-        )
+        env = {**os.environ, "COMFYFIXER_RETRY_DELAY": "0"}
+        # The file server is on loopback, which a script only downloads from when allowed.
+        local = Settings(extra_allowed_hosts=("127.0.0.1",))
+        stages = build_stages(SleepingFinder(table, search), Layout.load(root), env, settings=local)
         pipeline = Pipeline(
             stages,
             output_dir=Path(tmp) / "output",
