@@ -39,6 +39,7 @@ class SearchFinished(Event):
     outcome: str
     source: str | None
     reason: str
+    where: str = ""  # the chosen file's repo / model / host+path when found: "found on <source>: <where>"
 
 
 @dataclass(frozen=True, slots=True)

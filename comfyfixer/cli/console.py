@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _consoles: dict[str, Console] = {}
+PIPED_WIDTH = 1000
 
 
 def _console(stream: str) -> Console:
@@ -24,6 +25,10 @@ def _console(stream: str) -> Console:
         from rich.console import Console
 
         console = Console(stderr=stream == "stderr", markup=False, highlight=False, soft_wrap=False)
+        if not console.is_terminal:
+            # Piped or redirected: nobody's window to fit, and folding at 80 columns cut names into
+            # pieces that grep and copy-paste cannot find. Tables take the width their content needs.
+            console.width = PIPED_WIDTH
         _consoles[stream] = console
     return console
 

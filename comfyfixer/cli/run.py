@@ -20,18 +20,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from comfyfixer.cli.console import notice, print_json, stderr_console, stdout_console
 from comfyfixer.cli.errors import UsageError
 from comfyfixer.cli.progress import Mode, ProgressDisplay
 from comfyfixer.cli.render import plan_table, short_path, unreadable_table
 from comfyfixer.cli.scan import report_notices, settings_from_options
+from comfyfixer.cli.summary import print_summary, summary_lines
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.installed import installed_results
-from comfyfixer.loop.result import ModelResult, counts, exit_code, run_json
+from comfyfixer.loop.result import ModelResult, exit_code, run_json
 from comfyfixer.loop.stages import LLM_SKIPPED
 from comfyfixer.models import MissingModel
 from comfyfixer.runlog import close_run_log, open_run_log
@@ -229,7 +227,14 @@ def _run_plan(
             )
         )
     else:
-        _print_summary(stdout_console(), result, settings, log_path)
+        lines = summary_lines(
+            result.results,
+            result.verifications,
+            scripts_in_output=_scripts(settings),
+            output_dir=settings.output_dir,
+            log_path=log_path,
+        )
+        print_summary(stdout_console(), lines)
     if result.interrupted:
         notice(
             "Interrupted: downloads stopped, partial files kept, state saved. "
@@ -427,52 +432,3 @@ def _scripts(settings: Settings) -> int:
 
 def _not_confirmed(model: MissingModel) -> ModelResult:
     return ModelResult.of(model, "skipped", "not confirmed: run again with --yes")
-
-
-# ---------------------------------------------------------------- the summary
-
-_STYLE = {
-    "downloaded": "green",
-    "already_present": "green",
-    "planned": "cyan",
-    "ambiguous": "yellow",
-    "not_found": "red",
-    "source_error": "red",
-    "download_failed": "red",
-    "verify_failed": "bold red",
-    "skipped": "yellow",
-}
-
-
-def _print_summary(console: Console, result: RunResult, settings: Settings, log_path: Path) -> None:
-    table = Table(title=f"models ({len(result.results)})", title_justify="left")
-    table.add_column("model", overflow="fold")
-    table.add_column("folder")
-    table.add_column("outcome")
-    table.add_column("details", overflow="fold")
-    for r in result.results:
-        details = r.reason if not r.ok else (short_path(r.path) or r.reason)
-        if r.outcome == "ambiguous" and r.candidates:
-            details += "\n" + "\n".join(f"  {c.source}: {c.url}" for c in r.candidates[:5])
-        table.add_row(
-            Text(r.name), Text(r.directory or "?"), Text(r.outcome, style=_STYLE[r.outcome]), Text(details)
-        )
-    console.print(table)
-    for v in result.verifications:
-        llm = "LLM + deterministic" if v.llm else v.reason
-        bad = sum(1 for x in v.verdicts if x.verdict == "suspicious")
-        console.print(
-            f"verification pass over {len(v.models)} file(s): {llm}" + (f", {bad} suspicious" if bad else "")
-        )
-        for verdict in v.verdicts:
-            if verdict.verdict == "suspicious":
-                console.print(Text(f"  suspicious: {verdict.name}: {verdict.reason}", style="yellow"))
-    c = counts(result.results)
-    parts = [f"{c[k]} {k.replace('_', ' ')}" for k in _STYLE if c[k]]
-    console.print(
-        Text(
-            ", ".join(parts) + f"; {c['scripts']} script(s) used this run, "
-            f"{_scripts(settings)} in {short_path(str(settings.output_dir))}/"
-        )
-    )
-    console.print(f"log: {short_path(str(log_path))}")

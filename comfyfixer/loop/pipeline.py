@@ -35,7 +35,14 @@ from comfyfixer.loop import inbox
 from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
 from comfyfixer.loop.inbox import Inbox, Message
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
-from comfyfixer.loop.result import ModelResult, RunResult, VerificationBatch, failure_reason, why
+from comfyfixer.loop.result import (
+    ModelResult,
+    RunResult,
+    VerificationBatch,
+    failure_reason,
+    where_found,
+    why,
+)
 from comfyfixer.loop.search import search
 from comfyfixer.loop.stages import Checker, DownloadProcess, Stages
 from comfyfixer.models import FileChecks, MissingModel, Resolution
@@ -191,6 +198,7 @@ class Pipeline:
                     res.outcome,
                     cand.source if cand else None,
                     res.reason,
+                    where_found(cand) if cand else "",
                 )
             )
             if res.outcome == "found" and cand is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, get_args
+from urllib.parse import urlsplit
 
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop.stages import ScriptOutcome
@@ -147,6 +148,21 @@ def why(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
     return str(exc)
+
+
+def where_found(candidate: Candidate) -> str:
+    """The repo or model a candidate comes from, for "found on <source>: <where>" (no secret in it)."""
+    if candidate.source == "civitai" and candidate.note.startswith("civitai "):
+        return candidate.note.removeprefix("civitai ")  # "model 1 version 2 (Name / v1.0)"
+    if candidate.repo:
+        return candidate.repo + (f" ({candidate.path_in_repo})" if candidate.path_in_repo else "")
+    return url_place(candidate.url)
+
+
+def url_place(url: str) -> str:
+    """Host and path of a URL: where a file is, without its query (signatures, tokens)."""
+    parts = urlsplit(redact(url))
+    return f"{parts.hostname or '?'}{parts.path}"
 
 
 # ---------------------------------------------------------------- the run --json document
