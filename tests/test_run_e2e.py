@@ -386,6 +386,46 @@ def test_run_without_comfyui_is_a_usage_error_and_without_tty_only_shows_the_pla
     assert not list((env.work / "output").glob("download_*.sh"))
 
 
+def test_piped_run_keeps_names_whole_and_groups_the_summary_by_outcome(env: Env) -> None:
+    long = "an_unusually_long_lora_file_name_that_a_narrow_pipe_used_to_fold_into_pieces_v1.5.safetensors"
+    blob = env.files.add(f"/f/{long}", safetensors_bytes("long", 20_000))
+    wf = workflow(
+        env.work / "piped.json",
+        [
+            (long, env.files.url_for(f"/f/{long}"), blob.sha256),
+            ("nowhere_at_all_v9.safetensors", None, None),
+        ],
+    )
+    plain = [a for a in env.args(wf) if a not in ("--json", "--yes")]
+    environ = {**env.environ(), "COLUMNS": "80"}  # what a pipe used to be folded to
+    # Without a terminal or --yes: the plan only, each name whole on its line.
+    plan = env.cli(*plain, environ=environ)
+    assert plan.returncode == 0, plan.stderr
+    assert any(long in line for line in plan.stdout.splitlines()), plan.stdout
+    # With --yes, piped: progress on stderr, the summary on stdout, names never cut.
+    proc = env.cli(*plain, "--yes", environ=environ)
+    assert proc.returncode == 1, proc.stderr
+    out, err = proc.stdout.splitlines(), proc.stderr.splitlines()
+    assert f"[1/2] searching {long}" in err and "[2/2] searching nowhere_at_all_v9.safetensors" in err
+    assert f"[1/2] {long}: found on hint: 127.0.0.1/f/{long}" in err
+    # Grouped by outcome, each failed group with what to do, each model under its group.
+    heads = [line for line in out if not line.startswith(" ")]
+    assert heads[0] == "downloaded (1)"
+    assert heads[1].startswith("not found (1): ") and "by hand" in heads[1]
+    assert out[out.index(heads[0]) + 1].startswith(f"  {long} (loras): ")
+    assert out[out.index(heads[0]) + 2].strip() == f"found on hint: 127.0.0.1/f/{long}"
+    assert out[out.index(heads[1]) + 1].startswith("  nowhere_at_all_v9.safetensors (loras): ")
+    # The verification pass is one line, said once; the counts say what output/ holds.
+    assert sum("verification" in line for line in out) == 1
+    assert "scripts: 1 used this run, 1 in output/" in proc.stdout
+
+    # A second run, piped: the installed model is listed as such, no new script is written.
+    again = env.cli(*plain, "--yes", environ=environ)
+    heads = [line for line in again.stdout.splitlines() if not line.startswith(" ")]
+    assert heads[:2] == ["already installed (1)", heads[1]] and heads[1].startswith("not found (1)")
+    assert "scripts: 0 used this run, 1 in output/" in again.stdout
+
+
 def _converse(cmd: list[str], env: dict[str, str], cwd: Path, answers: list[str]) -> tuple[int, str]:
     """Run `cmd` on a pseudo-terminal, typing each answer when a `Proceed?` prompt appears."""
     import fcntl
