@@ -1962,7 +1962,10 @@ read_headers() {
 fetch() {
   local offset=$1
   if [ "$FETCHER" = curl ]; then
-    local -a args=(--fail --silent --show-error --proto '=http,https' --connect-timeout 30
+    # Run by hand on a terminal: curl's progress bar. comfyfixer sends stderr to a log, so not there.
+    local meter=--silent
+    if [ -t 2 ]; then meter=--progress-bar; fi
+    local -a args=(--fail "$meter" --show-error --proto '=http,https' --connect-timeout 30
       --speed-limit 1024 --speed-time 60 --user-agent "$USER_AGENT"
       --header 'Accept-Encoding: identity' --dump-header "$WORK/headers" --output -)
     if [ "$offset" -gt 0 ]; then args+=(--continue-at "$offset"); fi
