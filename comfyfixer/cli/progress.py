@@ -127,29 +127,8 @@ class ProgressDisplay:
             self._done += 1
             self._current = "" if self._done == self._total else self._current
             progress.console.print(_done_line(event), markup=False, highlight=False, soft_wrap=True)
-        elif isinstance(event, events.DownloadStarted):
-            self._bars[event.key] = progress.add_task(
-                f"  {event.name}",
-                total=event.expected_size,
-                amount=_amount(0, event.expected_size),
-                speed="",
-                eta="",
-            )
-        elif isinstance(event, events.DownloadProgress):
-            task = self._bars.get(event.key)
-            if task is not None:
-                progress.update(
-                    task,
-                    completed=event.done,
-                    total=event.total,
-                    amount=_amount(event.done, event.total),
-                    speed=f"{human_bytes(event.speed)}/s",
-                    eta=f"ETA {human_seconds(event.eta)}",
-                )
-        elif isinstance(event, events.DownloadFinished):
-            task = self._bars.pop(event.key, None)
-            if task is not None:
-                progress.remove_task(task)
+        elif isinstance(event, (events.DownloadStarted, events.DownloadProgress, events.DownloadFinished)):
+            self._bar(event, progress)
         elif isinstance(event, events.VerificationPass):
             progress.console.print(self._verification_line(event), markup=False, highlight=False)
         elif isinstance(event, events.AgentAsked):
@@ -163,6 +142,37 @@ class ProgressDisplay:
             total=self._total or None,
             completed=self._done,
             amount=f"{self._done}/{self._total} models done" if self._total else "",
+        )
+
+    def _bar(
+        self,
+        event: events.DownloadStarted | events.DownloadProgress | events.DownloadFinished,
+        progress: Progress,
+    ) -> None:
+        """One bar per running download: bytes against the expected size, speed, ETA."""
+        if isinstance(event, events.DownloadStarted):
+            self._bars[event.key] = progress.add_task(
+                f"  {event.name}",
+                total=event.expected_size,
+                amount=_amount(0, event.expected_size),
+                speed="",
+                eta="",
+            )
+            return
+        task = self._bars.get(event.key)
+        if task is None:
+            return
+        if isinstance(event, events.DownloadFinished):
+            del self._bars[event.key]
+            progress.remove_task(task)
+            return
+        progress.update(
+            task,
+            completed=event.done,
+            total=event.total,
+            amount=_amount(event.done, event.total),
+            speed=f"{human_bytes(event.speed)}/s",
+            eta=f"ETA {human_seconds(event.eta)}",
         )
 
     def _plain(self, event: events.Event) -> None:
