@@ -23,6 +23,7 @@ from comfyfixer.checks.hosts import HostRule
 from comfyfixer.config import Settings
 from comfyfixer.layout import safe_destination
 from comfyfixer.scripts.render import (
+    EXIT_BAD_FORMAT,
     EXIT_COMPRESSED,
     EXIT_HOST_REFUSED,
     EXIT_INTERRUPTED,
@@ -228,3 +229,16 @@ def test_a_compressed_piece_is_refused(tmp_path: Path) -> None:
         result = run(script, tmp_path)
         assert result.returncode == EXIT_COMPRESSED, result.stderr
         assert not dest.exists()
+
+
+def test_gzip_bytes_under_a_weights_name_fail_the_format_check_of_the_pieces(
+    fs: FileServer, tmp_path: Path
+) -> None:
+    gz = b"\x1f\x8b\x08\x00" + os.urandom(len(DATA) - 4)
+    fs.add("/m/big.safetensors", gz)
+    script, dest = write_script(tmp_path, fs.url_for("/m/big.safetensors"), sha256=None)
+    result = run(script, tmp_path)
+    assert result.returncode == EXIT_BAD_FORMAT, result.stderr
+    assert "format check failed" in result.stderr
+    assert not dest.exists() and Path(f"{dest}.rejected").exists()
+    assert len(fs.requests) >= 4  # it did come in pieces

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from comfyfixer.checks import hosts
+from comfyfixer.checks import formats, hosts
 from comfyfixer.scripts.carried import segments
 from tests.fakes.files import FileServer
 from tests.fakes.server import Exchange
 
 PROGRAM = Path(segments.__file__).read_text(encoding="utf-8")
 HOSTS_PY = Path(hosts.__file__).read_text(encoding="utf-8")
+FORMATS_PY = Path(formats.__file__).read_text(encoding="utf-8")
 MIB = 1 << 20
 DATA = os.urandom(6 * MIB + 12345)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -65,6 +66,8 @@ def command(part: Path, url: str, size: int | None, *, connections: int = 4, suf
         suffixes,
         "",
         HOSTS_PY,
+        part.name.removesuffix(".part"),
+        FORMATS_PY,
     ]
 
 

@@ -46,6 +46,7 @@ RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 SEGMENTS="${COMFYFIXER_SEGMENTS:-16}"
 SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
 SEGMENT_SHA=""
+SEGMENT_FORMAT=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -293,11 +294,13 @@ segmented() {
   if [ -z "$EXPECTED_SHA256" ]; then durable=1; fi
   "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$durable" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" \
+    < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
   while read -r key value; do
     case $key in
       sha256) SEGMENT_SHA=$value ;;
       http_status) HTTP_STATUS=$value ;;
+      format) SEGMENT_FORMAT=$value ;;
     esac
   done <"$WORK/segments"
   case $rc in
@@ -542,7 +545,13 @@ done
 
 size=$(file_size "$PART")
 format_rc=0
-format_check "$PART" || format_rc=$?
+if [ -n "$SEGMENT_FORMAT" ]; then
+  # segments.py ran this very check (checks/formats.py) on the part, sparing an interpreter start.
+  FORMAT=${SEGMENT_FORMAT% *}
+  format_rc=${SEGMENT_FORMAT##* }
+else
+  format_check "$PART" || format_rc=$?
+fi
 if [ "$format_rc" = 3 ]; then
   error_page "the download is a web page or an error message, not the model (a login may be required)"
 fi

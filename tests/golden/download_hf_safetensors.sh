@@ -722,10 +722,12 @@ How it works (why, not what):
   (the curl stream'"'"'s resume rule). Any doubt about the record means starting from zero.
 
 Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
-REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY (lists space-separated; EXPECTED_SIZE may be empty; DURABLE
-1 or 0; HOSTS_PY the text of `checks/hosts.py`).
+REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; EXPECTED_SIZE may be
+empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
+`checks/formats.py`, NAME the file name the format check judges by).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
-Prints `size N` and `sha256 HEX` on success; `http_status N` before an HTTP failure.
+Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer) on success;
+`http_status N` before an HTTP failure.
 Exit codes follow the script'"'"'s: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
 12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
 answer, 130 interrupted (the record is saved).
@@ -802,14 +804,7 @@ class Rules:
         self.http_hosts = frozenset(http_hosts.lower().split())
         self.suffixes = tuple(suffixes.lower().split())
         self.granted = tuple(granted.split())
-        import types
-
-        # A module of its own (dataclasses look their module up) named other than __main__: the
-        # module'"'"'s command-line part stays idle.
-        module = types.ModuleType("comfyfixer_hosts")
-        sys.modules[module.__name__] = module
-        exec(compile(hosts_py, "hosts.py", "exec"), module.__dict__)
-        self.rule = module.host_allowed
+        self.rule = load_module("comfyfixer_hosts", hosts_py).host_allowed
 
     def allows(self, url: str, *, redirect: bool) -> bool:
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -824,6 +819,20 @@ class Rules:
                 granted=self.granted,
             )
         )
+
+
+def load_module(name: str, text: str) -> Any:
+    """A carried module of `comfyfixer.checks`, executed from its text as a module of its own.
+
+    Registered under its own name (dataclasses look their module up) and not as __main__, so its
+    command-line part stays idle.
+    """
+    import types
+
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
+    return module
 
 
 def split_url(url: str) -> tuple[str, str, int, str]:
@@ -1284,7 +1293,8 @@ def check_answer(r: Response, first: int, last: int, size: int | None) -> int:
 class Download:
     def __init__(self, args: list[str], token: str) -> None:
         (self.part, url, expected, segments, min_size, user_agent, durable) = args[:7]
-        rules = Rules(*args[7:])
+        rules = Rules(*args[7:12])
+        self.name, self.formats_py = args[12:14]
         self.expected = int(expected) if expected.isdigit() else None
         self.connections = max(1, min(32, int(segments) if segments.isdigit() else 16))
         self.min_size = int(min_size) if min_size.isdigit() else 32 * MIB
@@ -1703,7 +1713,19 @@ class Download:
             raise Stop(WRITE, f"could not compute the sha256 of {self.part}; run this script again")
         self.record.remove()
         sys.stdout.write(f"size {self.plan.size}\nsha256 {self.sha256}\n")
+        self.check_format()
         return OK
+
+    def check_format(self) -> None:
+        """The script'"'"'s format check (`checks/formats.py`, its own `main`), run here to spare the
+        script another interpreter start; prints `format NAME CODE` for the script to act on."""
+        import io
+
+        formats = load_module("comfyfixer_formats", self.formats_py)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = formats.main([self.part, self.name])
+        sys.stdout.write(f"format {out.getvalue().strip() or '"'"'unknown'"'"'} {code}\n")
 
 
 def auth_stop(exc: Stop) -> Stop:
@@ -1735,8 +1757,8 @@ def settle(job: Download, stop: Stop) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 12:
-        say(f"segments: expected 12 arguments, got {len(argv)}")
+    if len(argv) != 14:
+        say(f"segments: expected 14 arguments, got {len(argv)}")
         return 2
     token = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
@@ -1778,6 +1800,7 @@ RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 SEGMENTS="${COMFYFIXER_SEGMENTS:-16}"
 SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
 SEGMENT_SHA=""
+SEGMENT_FORMAT=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -2025,11 +2048,13 @@ segmented() {
   if [ -z "$EXPECTED_SHA256" ]; then durable=1; fi
   "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$durable" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" \
+    < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
   while read -r key value; do
     case $key in
       sha256) SEGMENT_SHA=$value ;;
       http_status) HTTP_STATUS=$value ;;
+      format) SEGMENT_FORMAT=$value ;;
     esac
   done <"$WORK/segments"
   case $rc in
@@ -2274,7 +2299,13 @@ done
 
 size=$(file_size "$PART")
 format_rc=0
-format_check "$PART" || format_rc=$?
+if [ -n "$SEGMENT_FORMAT" ]; then
+  # segments.py ran this very check (checks/formats.py) on the part, sparing an interpreter start.
+  FORMAT=${SEGMENT_FORMAT% *}
+  format_rc=${SEGMENT_FORMAT##* }
+else
+  format_check "$PART" || format_rc=$?
+fi
 if [ "$format_rc" = 3 ]; then
   error_page "the download is a web page or an error message, not the model (a login may be required)"
 fi
