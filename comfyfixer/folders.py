@@ -70,6 +70,7 @@ DEFAULT_DIRS: dict[str, tuple[str, ...]] = {
     "mmdets_segm": ("models/mmdets/segm",),
     "reactor": ("models/reactor",),
     "cogvideox_loras": ("models/CogVideo/loras",),
+    "CogVideo_GGUF": ("models/CogVideo/GGUF",),  # DownloadAndLoadCogVideoGGUFModel's own folder
     "wav2vec2": ("models/wav2vec2",),
     "SEEDVR2": ("models/SEEDVR2",),
     "nlf": ("models/nlf",),
