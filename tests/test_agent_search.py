@@ -300,4 +300,5 @@ def test_a_not_found_without_any_search_is_sent_back_once(setup: Setup) -> None:
     res = setup.search()
     assert res.outcome == "found", res.reason
     nudge = llm.chat_bodies[1]["messages"][-1]["content"]
-    assert "without calling any tool: search first" in nudge and "Call a tool" in nudge
+    assert "without calling any tool: search first" in nudge and "Call one tool now" in nudge
+    assert '{"name": "search_huggingface", "arguments": {"query": "t5xxl fp16"}}' in nudge

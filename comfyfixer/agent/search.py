@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -410,6 +411,17 @@ class Agent:
         """The rejection, the exact answer shape, and the ids the model may choose from."""
         files = list(s.ctx.ledger.files.values())
         lines = [f"Answer rejected: {problem}."]
+        if problem == _SEARCH_FIRST:
+            # Not "or answer not_found" here: the model just did; show it the one call to make.
+            words = " ".join(
+                w for w in re.split(r"[^A-Za-z0-9]+", s.model.file_name.rsplit(".", 1)[0]) if len(w) > 1
+            )
+            call = {"name": "search_huggingface", "arguments": {"query": words or s.model.file_name}}
+            lines.append(
+                "Call one tool now, for example:\n```json\n" + json.dumps(call) + "\n```\n"
+                "or search_civitai with the model's name, or lookup_catalogue with the file name."
+            )
+            return "\n".join(lines)
         if files:
             lines.append(f"Files named {s.model.file_name} that the tools showed (choose by id):")
             for f in files[:12]:
@@ -442,7 +454,7 @@ class Agent:
             if s.tool_calls == 0 and not s.ctx.ledger.files and not s.nudged:
                 # A small model answers from memory; one nudge to look costs a turn and finds files.
                 s.nudged = True
-                return "you answered not_found without calling any tool: search first"
+                return _SEARCH_FIRST
             return self._not_found(s, reason)
         if answer.outcome == "ambiguous":
             return self._ambiguous(s, answer, reason)
@@ -656,6 +668,7 @@ def _for_log(messages: list[Message]) -> list[Message]:
 
 
 _TASK_MARK = "Find a download source"
+_SEARCH_FIRST = "you answered not_found without calling any tool: search first"
 _REPEAT_NOTE = "you already made this call; use its result, try another call, or give your final answer"
 _TEXT_RESULTS_TAIL = (
     "Call another tool if you need to. When you are done, reply with only the final JSON answer "
