@@ -1,8 +1,9 @@
 """Whether a finished download is kept: its checks, quarantine, its record, and the batched LLM review.
 
-`accept_download` runs on the verify thread, because hashing a large file takes seconds; it hands
-its verdict back as an `inbox.Verified` for the main thread and is the only writer of
-`downloaded_models.json`. The review runs there too. It is a second opinion on files that already
+The verify thread's work, as `Job`s: `accept_download` runs there because hashing a large file takes
+seconds; it hands its verdict back as an `inbox.Verified` for the main thread and is the only writer
+of `downloaded_models.json`. The review runs there too. A job that raises (a bug) still answers
+with a message, so the loop never waits on a dead thread. It is a second opinion on files that already
 passed the deterministic checks, so a "suspicious" verdict adds a note to the result and never
 undoes the download.
 """
@@ -10,15 +11,53 @@ undoes the download.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+import functools
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from comfyfixer.errors import ComfyFixerError
-from comfyfixer.loop.inbox import Verified
+from comfyfixer.loop.inbox import Message, Reviewed, Verified
 from comfyfixer.loop.live_status import ActiveDownload
-from comfyfixer.loop.result import ModelResult, VerificationBatch, why
+from comfyfixer.loop.result import ModelResult, VerificationBatch, internal_error, why
 from comfyfixer.loop.stages import Checker, Reviewer
 from comfyfixer.models import FileChecks, LLMVerdict
 from comfyfixer.state.store import DownloadedModels, DownloadRecord, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Work for the verify thread, and the message that stands for it if the work raises."""
+
+    work: Callable[[], Message]
+    crashed: Callable[[Exception], Message]
+
+    def run(self) -> Message:
+        try:
+            return self.work()
+        except Exception as exc:  # never a dead thread: the loop waits for one message per job
+            log.exception("internal error in the verify thread")
+            return self.crashed(exc)
+
+
+def check_job(
+    checker: Checker,
+    downloaded: DownloadedModels,
+    item: ActiveDownload,
+    base: ModelResult,
+    reported: str | None,
+) -> Job:
+    return Job(
+        functools.partial(accept_download, checker, downloaded, item, base, reported),
+        functools.partial(verify_crashed, checker, item, base),
+    )
+
+
+def review_job(reviewer: Reviewer, batch: list[FileChecks]) -> Job:
+    names = [r.name for r in batch]
+    return Job(lambda: Reviewed(review(reviewer, batch)), lambda exc: Reviewed(review_crashed(names, exc)))
 
 
 def accept_download(
@@ -80,3 +119,21 @@ def note_suspicious(results: Collection[ModelResult], batch: VerificationBatch) 
                 note = f"LLM review: suspicious: {verdict.reason}"
                 result.reason = f"{result.reason}; {note}" if result.reason else note
     return suspicious
+
+
+def verify_crashed(checker: Checker, item: ActiveDownload, base: ModelResult, exc: Exception) -> Verified:
+    """The check of a finished download raised: the file is not trusted (moved aside), the model fails."""
+    where = None
+    with contextlib.suppress(Exception):
+        where = checker.quarantine(item.destination) if item.destination.exists() else None
+    reason = internal_error("verifying", exc) + (f"; the file was moved to {where}" if where else "")
+    base.outcome, base.reason = "verify_failed", reason
+    checks = FileChecks(item.model.name, item.model.directory, str(item.destination), False, reason)
+    return Verified(item.index, base, checks)
+
+
+def review_crashed(names: list[str], exc: Exception) -> VerificationBatch:
+    """The review pass raised: the batch stays with its deterministic checks only."""
+    return VerificationBatch(
+        names, llm=False, reason=f"LLM verification failed: {internal_error('reviewing', exc)}"
+    )

@@ -19,20 +19,19 @@ result marked interrupted; the CLI turns that into exit 130.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from comfyfixer import events
 from comfyfixer.errors import ComfyFixerError, redact
 from comfyfixer.loop import inbox
-from comfyfixer.loop.acceptance import accept_download, note_suspicious, review
+from comfyfixer.loop.acceptance import Job, check_job, note_suspicious, review_job
 from comfyfixer.loop.inbox import Inbox, Message
 from comfyfixer.loop.live_status import ActiveDownload, LiveStatus, downloaded_bytes
 from comfyfixer.loop.result import (
@@ -44,7 +43,7 @@ from comfyfixer.loop.result import (
     why,
 )
 from comfyfixer.loop.search import search
-from comfyfixer.loop.stages import Checker, DownloadProcess, Stages
+from comfyfixer.loop.stages import DownloadProcess, Stages
 from comfyfixer.models import FileChecks, MissingModel, Resolution
 from comfyfixer.state.counter import ScriptCounter
 from comfyfixer.state.store import DownloadedModels, EntryState, StatusFile, model_key
@@ -95,10 +94,7 @@ class Pipeline:
         self._stop = threading.Event()
         # Searches may run at most `jobs` models ahead of the downloads (none in a dry run).
         self._lookahead = threading.Semaphore(max(1, self.options.jobs))
-        # Jobs for the verify thread: the job, and the message standing for it if it raises.
-        self._work: queue.Queue[tuple[Callable[[], Message], Callable[[Exception], Message]] | None] = (
-            queue.Queue()
-        )
+        self._work: queue.Queue[Job | None] = queue.Queue()  # for the verify thread
         self._results: dict[int, ModelResult] = {}
         self._verifications: list[VerificationBatch] = []
         self._batch: list[FileChecks] = []
@@ -312,14 +308,7 @@ class Pipeline:
             self.sink(events.DownloadFinished(key, item.model.name, "verifying", ""))
             self._outstanding += 1
             reported = item.process.reported_sha256
-            self._work.put(
-                (
-                    functools.partial(
-                        accept_download, self.stages.checker, self.downloaded, item, base, reported
-                    ),
-                    functools.partial(_verify_crashed, self.stages.checker, item, base),
-                )
-            )
+            self._work.put(check_job(self.stages.checker, self.downloaded, item, base, reported))
 
     def _submit_review(self) -> None:
         batch, self._batch = self._batch, []
@@ -329,18 +318,7 @@ class Pipeline:
             self._record_review(VerificationBatch(names, llm=False, reason=self.stages.reviewer_skip_reason))
             return
         self._outstanding += 1
-        self._work.put(
-            (
-                lambda: inbox.Reviewed(review(reviewer, batch)),
-                lambda exc: inbox.Reviewed(
-                    VerificationBatch(
-                        names,
-                        llm=False,
-                        reason=f"LLM verification failed: {internal_error('reviewing', exc)}",
-                    )
-                ),
-            )
-        )
+        self._work.put(review_job(reviewer, batch))
 
     def _record_review(self, batch: VerificationBatch) -> None:
         self._verifications.append(batch)
@@ -414,13 +392,7 @@ class Pipeline:
                 if stop():
                     return
                 self._inbox.put(inbox.SearchStarted(index))
-                try:
-                    found = search(
-                        self.stages, model, agent_for_all=self.options.agent_for_all, stopping=stop
-                    )
-                except Exception as exc:  # a bug in a source or the agent: this model's outcome, not a crash
-                    log.exception("internal error while searching for %s", model.name)
-                    found = Resolution(model, "source_error", reason=internal_error("searching", exc))
+                found = search(self.stages, model, agent_for_all=self.options.agent_for_all, stopping=stop)
                 self._inbox.put(inbox.SearchDone(index, found))
         except BaseException as exc:  # reported to the main thread, which re-raises it
             self._inbox.put(inbox.SearchEnd(exc))
@@ -434,30 +406,7 @@ class Pipeline:
 
     def _verify_worker(self) -> None:
         while True:
-            item = self._work.get()
-            if item is None:
+            job = self._work.get()
+            if job is None:
                 return
-            job, on_error = item
-            try:
-                message = job()
-            except Exception as exc:  # never a dead thread: the loop waits for one message per job
-                log.exception("internal error in the verify thread")
-                message = on_error(exc)
-            self._inbox.put(message)
-
-
-def internal_error(doing: str, exc: BaseException) -> str:
-    """The reason a model gets when our own code failed on it (the traceback is in the run log)."""
-    what = f"{type(exc).__name__}: {redact(str(exc))}"
-    return f"internal error while {doing}: {what} (a bug: the run log has the traceback)"
-
-
-def _verify_crashed(checker: Checker, item: ActiveDownload, base: ModelResult, exc: Exception) -> Message:
-    """The check of a finished download raised: the file is not trusted (moved aside), the model fails."""
-    where = None
-    with contextlib.suppress(Exception):
-        where = checker.quarantine(item.destination) if item.destination.exists() else None
-    reason = internal_error("verifying", exc) + (f"; the file was moved to {where}" if where else "")
-    base.outcome, base.reason = "verify_failed", reason
-    checks = FileChecks(item.model.name, item.model.directory, str(item.destination), False, reason)
-    return inbox.Verified(item.index, base, checks)
+            self._inbox.put(job.run())

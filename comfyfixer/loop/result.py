@@ -141,6 +141,12 @@ def failure_reason(outcome: ScriptOutcome) -> str:
     return f"{reason}: {redact(detail)}" if detail else reason
 
 
+def internal_error(doing: str, exc: BaseException) -> str:
+    """The reason a model gets when our own code failed on it (the traceback is in the run log)."""
+    what = f"{type(exc).__name__}: {redact(str(exc))}"
+    return f"internal error while {doing}: {what} (a bug: the run log has the traceback)"
+
+
 def why(exc: BaseException) -> str:
     """An exception in words: the message of our own errors, the OS's words (and file) otherwise."""
     if isinstance(exc, ComfyFixerError):
