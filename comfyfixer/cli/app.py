@@ -9,6 +9,7 @@ import typer
 
 from comfyfixer import __version__
 from comfyfixer.cli import errors as cli_errors
+from comfyfixer.cli import interrupted_early
 
 app = typer.Typer(
     name="comfyfixer",
@@ -69,14 +70,17 @@ def run_app() -> None:
                 )
             )
         )
-    _register(sys.argv[1:])
+    try:
+        _register(sys.argv[1:])
+    except KeyboardInterrupt:
+        interrupted_early()
     try:
         # standalone_mode=False makes click return the code of `typer.Exit` instead of raising it.
         code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(cli_errors.print_error(KeyboardInterrupt()))
+    except (typer.Abort, KeyboardInterrupt):
+        interrupted_early()
     except SystemExit:
         raise
     except BaseException as exc:  # the edge: every error becomes a message and an exit code

@@ -135,6 +135,17 @@ def run(
             search_all=search is SearchMode.llm,
             log_path=log_path,
         )
+    except KeyboardInterrupt:
+        # Ctrl-C before the download loop (scanning, probing, asking): nothing was started, nothing to stop.
+        if json_output:
+            print_json(run_json([], [], interrupted=True, dry_run=dry_run))
+        notice("Interrupted before any download started. Run the same command again.", level="warning")
+        close_run_log(handler)
+        # Straight out: a library interrupted mid-call (a thread join, an import) may not shut down
+        # cleanly, and Python then dies of the signal (-2) instead of exiting 130.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         close_run_log(handler)
     # SystemExit, not typer.Exit: with standalone_mode=False click turns Exit into a return value.

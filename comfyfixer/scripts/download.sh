@@ -427,7 +427,12 @@ mkdir -p -- "$DEST_DIR" 2>/dev/null ||
 if command -v flock >/dev/null 2>&1; then
   : >>"$LOCK" 2>/dev/null || fail 15 "cannot write in $DEST_DIR; check permissions and free space"
   exec 9>>"$LOCK"
-  flock -n 9 || fail 20 "another download of $DEST is running; wait for it to finish"
+  if ! flock -n 9; then
+    # Another run (or one just killed, whose script is stopping) holds it: wait, then resume or find it done.
+    LOCK_WAIT=${COMFYFIXER_LOCK_WAIT:-3600}
+    say "another download of $DEST is running; waiting for it (up to $LOCK_WAIT s)"
+    flock -w "$LOCK_WAIT" 9 || fail 20 "another download of $DEST is still running after $LOCK_WAIT s; run again later"
+  fi
   HOLD_LOCK=1
 fi
 

@@ -66,6 +66,32 @@ def script_destination(script: Path) -> Path:
     raise ValueError(f"{script} is not a comfyfixer download script (no DEST= line)")
 
 
+# `bash -c SUPERVISOR _ <our pid> bash <script>`: runs the script in the same process group, and a watcher
+# that, once this process is gone (kill -9 included: the supervisor is re-parented), sends SIGTERM to the
+# whole group within a second: the script's trap keeps the .part and releases its lock, curl stops. So a
+# download never outlives its run. A SIGTERM to the group (terminate(), Ctrl-C) ends the script the same way,
+# and the supervisor exits with the script's own code.
+SUPERVISOR = r"""
+parent=$1; shift
+"$@" </dev/null & child=$!
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit $?' TERM INT HUP
+orphaned() {
+  if [ -r "/proc/$$/stat" ]; then
+    read -r _ _ _ ppid _ <"/proc/$$/stat" && [ "$ppid" != "$parent" ]
+  else
+    ! kill -0 "$parent" 2>/dev/null
+  fi
+}
+( while ! orphaned; do sleep 1; done
+  echo "comfyfixer: the run that started this download is gone; stopping (the partial file is kept)"
+  kill -TERM -- "-$$" ) </dev/null 2>/dev/null &
+watcher=$!
+wait "$child"; code=$?
+kill "$watcher" 2>/dev/null
+exit "$code"
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptResult:
     """How a finished script ended: its exit code in words and what it reported."""
@@ -114,7 +140,7 @@ class ScriptProcess:
             log_file.write(f"== {stamp} bash {script}\n".encode())
             log_file.flush()
             popen = subprocess.Popen(
-                [bash, str(script)],
+                [bash, "-c", SUPERVISOR, "comfyfixer-supervisor", str(os.getpid()), bash, str(script)],
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -44,6 +44,7 @@ class Blob:
     filename: str = "file.bin"
     content_type: str = "application/octet-stream"
     rate: float | None = None  # bytes per second; None = as fast as possible
+    hold_after: int | None = None  # GET bodies stop at this offset until set back to None
     corrupt: bool = False  # serve bytes that differ from `sha256` (same length)
     etag: str | None = None  # defaults to the sha256
     headers: HeaderList = field(default_factory=list)  # extra response headers
@@ -186,6 +187,17 @@ def _stream(ex: Exchange, blob: Blob, start: int, end: int, drop_after: int | No
     sent = 0
     t0 = time.monotonic()
     for piece in blob.iter_served(start, end, chunk):
+        hold = blob.hold_after
+        if hold is not None and start + sent + len(piece) > hold:
+            # Serve up to the hold point, then wait until the test releases it (or the server stops).
+            head = piece[: max(0, hold - start - sent)]
+            ex.write(head)
+            sent += len(head)
+            piece = piece[len(head) :]
+            while blob.hold_after is not None and start + sent >= blob.hold_after:
+                if ex.wait(0.02):
+                    ex.drop()
+                    return
         if drop_after is not None and sent + len(piece) >= drop_after:
             ex.write(piece[: max(0, drop_after - sent)])
             ex.drop()
