@@ -45,8 +45,11 @@ def gzip_bomb(size: int) -> bytes:
 
 
 class HostileServer:
-    def __init__(self, mode: Mode, *, interval: float = 0.2, bomb_size: int = 2 << 30) -> None:
+    def __init__(
+        self, mode: Mode, *, interval: float = 0.2, bomb_size: int = 2 << 30, chunk: int = 1024
+    ) -> None:
         self.mode = mode
+        self.chunk = chunk  # endless_body: bytes per interval
         self.interval = interval
         self._bomb = gzip_bomb(bomb_size) if mode == "gzip_bomb" else b""
         self._sock = socket.socket()
@@ -112,7 +115,7 @@ class HostileServer:
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
                 conn.sendall(head + b"[")
                 while not self._stop.wait(self.interval):
-                    conn.sendall(b"0," * 512)
+                    conn.sendall(b"0," * (self.chunk // 2))
             elif self.mode == "gzip_bomb":
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
