@@ -75,7 +75,8 @@ def main() -> None:
                 stdin=subprocess.DEVNULL,
             )
             time.sleep(rng.uniform(0.3, 4.0))
-            live = len(processes_running(marker))  # processes of this run's scripts at the moment of the kill
+            # Processes of this run's scripts at the moment of the kill (the run itself names the folder too).
+            live = len([pid for pid in processes_running(marker) if pid != proc.pid])
             met += live > 0
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
