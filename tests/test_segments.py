@@ -129,7 +129,11 @@ def test_unknown_size_is_learnt_from_the_first_range(fs: FileServer, tmp_path: P
 def test_cut_mid_way_keeps_the_record_and_a_rerun_fetches_only_the_rest(
     fs: FileServer, tmp_path: Path
 ) -> None:
-    fs.add("/m.safetensors", DATA, rate=3e6)  # ~0.5 s over 4 connections: time to cut it
+    # The server holds every body at 3 MiB (a piece boundary), so the download stalls there by
+    # construction: the cut always lands mid-way, whatever the machine's load.
+    hold = 3 * MIB
+    blob = fs.add("/m.safetensors", DATA)
+    blob.hold_after = hold
     part = tmp_path / "m.safetensors.part"
     proc = subprocess.Popen(
         command(part, fs.url_for("/m.safetensors"), len(DATA)),
@@ -139,10 +143,11 @@ def test_cut_mid_way_keeps_the_record_and_a_rerun_fetches_only_the_rest(
         env=env(),
     )
     try:
-        deadline = time.monotonic() + 30
+        # Waits for a state that cannot move on while the hold lasts (not for time to pass).
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             rec = record_of(part)
-            if rec and int(str(rec["bytes"])) >= len(DATA) // 3:
+            if rec and int(str(rec["bytes"])) >= hold:
                 break
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
@@ -154,17 +159,18 @@ def test_cut_mid_way_keeps_the_record_and_a_rerun_fetches_only_the_rest(
     rec = record_of(part)
     assert rec is not None
     kept = int(str(rec["bytes"]))
-    assert len(DATA) // 3 <= kept < len(DATA)
+    assert kept == hold
     for a, b in rec["done"]:  # type: ignore[attr-defined]
         assert part.read_bytes()[a:b] == DATA[a:b]  # the record claims only bytes that are there
     first_run = fs.bytes_sent()
     fs.clear_log()
-    fs.blobs["/m.safetensors"].rate = None
+    blob.hold_after = None
     out = run(part, fs.url_for("/m.safetensors"))
     assert out.code == 0, out.stderr
     assert out.sha256 == SHA and part.read_bytes() == DATA
     # Only the missing bytes are asked for: no range of the rerun overlaps what the record kept.
     done = [(int(a), int(b)) for a, b in rec["done"]]  # type: ignore[attr-defined]
+    assert fs.requests
     for r in fs.requests:
         assert r.range is not None
         first, last = (int(x) for x in r.range.removeprefix("bytes=").split("-"))
