@@ -6,12 +6,14 @@ result is passed down, so tests build a `Settings` directly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from comfyfixer.checks.hosts import HostRule
+from comfyfixer.errors import SettingError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_CIVITAI_URL = "https://civitai.com"
@@ -88,13 +90,20 @@ def pickle_allowed(env: Mapping[str, str]) -> bool:
     return env.get("COMFYFIXER_ALLOW_PICKLE", "").strip() == "1"
 
 
-def _seconds(value: str | None, default: float) -> float:
-    """A positive number of seconds from the environment; the default when unset or not a number."""
-    try:
-        seconds = float(value) if value else default
-    except ValueError:
+def _seconds(name: str, value: str | None, default: float) -> float:
+    """A positive number of seconds from the environment; the default when unset.
+
+    Anything else is refused rather than replaced by the default, so a typo never silently means ten minutes.
+    """
+    if value is None:
         return default
-    return seconds if seconds > 0 else default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SettingError(name, value, "a positive number of seconds")
+    return seconds
 
 
 def _host(url: str) -> str:
@@ -144,7 +153,7 @@ class Settings:
             llm_base_url=get("COMFYFIXER_LLM_BASE_URL") or get("OPENAI_BASE_URL"),
             llm_model=get("COMFYFIXER_LLM_MODEL") or get("OPENAI_MODEL"),
             llm_api_key=get("COMFYFIXER_LLM_API_KEY") or get("OPENAI_API_KEY"),
-            llm_timeout=_seconds(get("COMFYFIXER_LLM_TIMEOUT"), 600.0),
+            llm_timeout=_seconds("COMFYFIXER_LLM_TIMEOUT", get("COMFYFIXER_LLM_TIMEOUT"), 600.0),
             extra_allowed_hosts=hosts,
             hf_endpoint_overridden=hf_endpoint is not None,
             civitai_url_overridden=civitai is not None,

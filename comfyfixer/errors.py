@@ -72,6 +72,16 @@ class ExtraPathsError(InputError):
         self.line = line
 
 
+class SettingError(InputError):
+    """An environment variable holds a value the program cannot use (a timeout that is not a number)."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"{name}={value!r} is not {expected}")
+        self.name = name
+        self.value = value
+        self.expected = expected
+
+
 class SourceError(ComfyFixerError):
     """A remote source failed (timeout, 429 after retries, 5xx, auth), as opposed to 'not found'."""
 

@@ -44,6 +44,11 @@ def test_every_error_the_core_defines_has_its_own_rule_or_a_base() -> None:
         (errors.ComfyUIRootError("/c/models", "no models", models_dir_given=True), EXIT_USAGE, "parent, /c."),
         (errors.ExtraPathsError("/c/e.yaml", "bad", line=3), EXIT_USAGE, "Fix that line"),
         (errors.InputError("cannot list /c/models"), EXIT_USAGE, ""),
+        (
+            errors.SettingError("COMFYFIXER_LLM_TIMEOUT", "x", "a number"),
+            EXIT_USAGE,
+            "Set COMFYFIXER_LLM_TIMEOUT",
+        ),
         (errors.StateLocked("/o/s.json", "locked", lock_path="/o/.lock"), EXIT_FAILED, "remove /o/.lock"),
         (errors.StateTooNew("/o/s.json", schema=9, supported=2), EXIT_FAILED, "Upgrade comfyfixer"),
         (errors.StateDamaged("/o/s.json", "is not a JSON object"), EXIT_FAILED, "Move /o/s.json aside"),

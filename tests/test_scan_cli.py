@@ -170,6 +170,19 @@ def test_usage_and_input_errors_exit_2_with_one_clear_message(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("value", ["ten minutes", "0", "-5", "nan"])
+def test_an_llm_timeout_that_is_not_a_positive_number_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    # Once it silently meant the default 600 s; now the user hears which variable and what it needs.
+    make_workflows(tmp_path / "wf")
+    result = run_cli(["scan", "wf"], cwd=tmp_path, env={"COMFYFIXER_LLM_TIMEOUT": value})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"COMFYFIXER_LLM_TIMEOUT={value!r} is not a positive number of seconds" in result.stderr
+    assert "Set COMFYFIXER_LLM_TIMEOUT to a positive number of seconds, or unset it." in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    ok = run_cli(["scan", "wf"], cwd=tmp_path, env={"COMFYFIXER_LLM_TIMEOUT": " 45.5 "})
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_malformed_extra_model_paths_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
     root = make_install(tmp_path / "ComfyUI")
     write(root / "extra_model_paths.yaml", "a111:\n  base_path: /x\n  loras: [unclosed\n")

@@ -23,6 +23,7 @@ from comfyfixer.errors import (
     LLMModelMissing,
     LLMNotConfigured,
     LLMUnavailable,
+    SettingError,
     StateDamaged,
     StateLocked,
     StateTooNew,
@@ -122,6 +123,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(ComfyUIRootError, EXIT_USAGE, _root_step),
     Rule(ExtraPathsError, EXIT_USAGE, lambda exc: YAML_STEP),
+    Rule(SettingError, EXIT_USAGE, lambda exc: f"Set {exc.name} to {exc.expected}, or unset it."),
     Rule(InputError, EXIT_USAGE),
     Rule(
         StateLocked,
