@@ -27,23 +27,17 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
+from comfyfixer.agent.answer import SearchAnswer
 from comfyfixer.agent.client import ChatClient, ChatReply, Message, ToolCall, ToolsUnsupported
+from comfyfixer.agent.conversation import Conversation, canonical_call, for_log, task_prompt
 from comfyfixer.agent.history import SearchHistory
 from comfyfixer.agent.parsing import extract_json_object, text_tool_calls
-from comfyfixer.agent.prompts import SEARCH_PROMPT, SEARCH_TASK_PROMPT, TEXT_TOOLS_PROMPT, render_prompt
+from comfyfixer.agent.prompts import SEARCH_PROMPT, TEXT_TOOLS_PROMPT, render_prompt
 from comfyfixer.agent.tools import GroundedFile, Sources, Toolbox, ToolContext
 from comfyfixer.errors import ComfyFixerError, LLMError, redact
 from comfyfixer.events import AgentAsked, AgentConcluded, EventSink, Notice, null_sink
@@ -65,90 +59,6 @@ class AgentLimits:
     max_tool_calls: int = 12
     time_budget: float = 600.0  # seconds per model: `Settings.llm_timeout` when built from settings
     max_endpoint_failures: int = 3  # models in a row whose every request failed, before standing down
-
-
-def _ids(value: object) -> list[str]:
-    """Candidate ids as models write them: a list of ids, of objects with an id/url, or one string."""
-    items = value if isinstance(value, list) else [value] if value else []
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, dict):
-            item = next((item[k] for k in ("file_id", "id", "url") if item.get(k)), None)
-        if isinstance(item, (str, int)) and str(item).strip():
-            out.append(str(item).strip())
-    return out
-
-
-class SearchAnswer(BaseModel):
-    """The model's final answer (`prompts/search_v2.md`), with the key names real models use."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    outcome: Literal["found", "ambiguous", "not_found"]
-    file_id: str | None = Field(
-        None, validation_alias=AliasChoices("file_id", "id", "fileId", "candidate_id")
-    )
-    url: str | None = Field(None, validation_alias=AliasChoices("url", "download_url", "link"))
-    repo_id: str | None = Field(
-        None, validation_alias=AliasChoices("repo_id", "repo", "repository", "repoId")
-    )
-    path: str | None = Field(
-        None, validation_alias=AliasChoices("path", "filename", "file", "file_name", "path_in_repo")
-    )
-    candidate_ids: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("candidate_ids", "candidates", "ids", "file_ids")
-    )
-    reason: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _outcome(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        outcome = data.get("outcome") or data.get("status") or data.get("result")
-        if isinstance(outcome, str):
-            outcome = outcome.strip().lower().replace(" ", "_").replace("-", "_")
-            outcome = {"notfound": "not_found", "none": "not_found", "missing": "not_found"}.get(
-                outcome, outcome
-            )
-        elif outcome is None and any(data.get(k) for k in ("file_id", "id", "url", "repo_id", "repo")):
-            outcome = "found"  # a file named without an outcome is a pick
-        data["outcome"] = outcome
-        return data
-
-    @field_validator("candidate_ids", mode="before")
-    @classmethod
-    def _candidate_ids(cls, value: object) -> list[str]:
-        return _ids(value)
-
-    @field_validator("file_id", "url", "repo_id", "path", mode="before")
-    @classmethod
-    def _text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
-
-
-@dataclass
-class _Search:
-    """The state of one conversation."""
-
-    model: MissingModel
-    prior: Resolution
-    ctx: ToolContext
-    deadline: float
-    messages: list[Message] = field(default_factory=list)
-    logged: int = 0  # messages already written to the history
-    turns: int = 0
-    tool_calls: int = 0
-    requests: int = 0
-    evidence: list[str] = field(default_factory=list)
-    answer: str | None = None  # the outcome of the model's accepted final answer (None: limit or failure)
-    nudged: bool = False  # told once to search before answering not_found
-    seen_calls: dict[tuple[str, str], str] = field(default_factory=dict)  # repeated calls get the old result
-
-    @property
-    def subject(self) -> str:
-        return f"{self.model.directory or '?'}/{self.model.file_name}"
 
 
 class Agent:
@@ -201,7 +111,7 @@ class Agent:
         """Try to settle `model`; never raises for endpoint, source or model misbehaviour."""
         started = self.clock()
         ctx = ToolContext(target=model, sources=self.sources, secrets=self.secrets)
-        s = _Search(model, prior, ctx, deadline=started + self.limits.time_budget)
+        s = Conversation(model, prior, ctx, deadline=started + self.limits.time_budget)
         if not self.available:
             note = f"LLM agent not used: {self.disabled_reason}"
             return self._keep_prior(s, note) or self._result(s, "source_error", note)
@@ -209,7 +119,7 @@ class Agent:
         for c in (prior.candidate, *prior.candidates):
             if c is not None and ctx.matches(c.filename):
                 ctx.ledger.add_candidate(c)
-        task = _task(s)
+        task = task_prompt(s)
         s.messages = [
             {"role": "system", "content": self._system_prompt()},
             {"role": "user", "content": task},
@@ -250,7 +160,7 @@ class Agent:
         self.sink(self._concluded(s, result, seconds))
         return result
 
-    def _concluded(self, s: _Search, result: Resolution, seconds: float) -> AgentConcluded:
+    def _concluded(self, s: Conversation, result: Resolution, seconds: float) -> AgentConcluded:
         c = result.candidate
         outcome: str = result.outcome
         if s.answer == "found" and c is not None and c.source != "llm":
@@ -274,7 +184,7 @@ class Agent:
             s.tool_calls,
         )
 
-    def _loop(self, s: _Search) -> Resolution:
+    def _loop(self, s: Conversation) -> Resolution:
         while True:
             if s.turns >= self.limits.max_turns:
                 return self._gave_up(s, f"no answer within {self.limits.max_turns} turns")
@@ -294,14 +204,14 @@ class Agent:
             if outcome is not None:
                 return outcome
 
-    def _ask(self, s: _Search) -> ChatReply | Resolution | None:
+    def _ask(self, s: Conversation) -> ChatReply | Resolution | None:
         tools = self.toolbox.schemas() if self.supports_tools else None
         self.history.event(
             s.subject,
             "request",
             {
                 "turn": s.turns,
-                "messages": _for_log(s.messages[s.logged :]),
+                "messages": for_log(s.messages[s.logged :]),
                 "tools": [t["function"]["name"] for t in tools] if tools else "text protocol",
                 "thinking": self.chat.thinking,
             },
@@ -337,7 +247,7 @@ class Agent:
         )
         return reply
 
-    def _run_tools(self, s: _Search, reply: ChatReply, calls: list[ToolCall]) -> None:
+    def _run_tools(self, s: Conversation, reply: ChatReply, calls: list[ToolCall]) -> None:
         native = [c for c in calls if c.id is not None]
         assistant: Message = {"role": "assistant"}
         if reply.content:
@@ -357,7 +267,7 @@ class Agent:
                 summary = f"{call.name}: refused, tool call limit reached"
             else:
                 s.tool_calls += 1
-                key = (call.name, _canonical(call.arguments))
+                key = (call.name, canonical_call(call.arguments))
                 if key in s.seen_calls:
                     # A small model repeating itself gets the same answer and a nudge, not a new request.
                     content = s.seen_calls[key]
@@ -382,7 +292,7 @@ class Agent:
             text_results.append(_TEXT_RESULTS_TAIL)
             s.messages.append({"role": "user", "content": "\n\n".join(text_results)})
 
-    def _conclude(self, s: _Search, reply: ChatReply) -> Resolution | None:
+    def _conclude(self, s: Conversation, reply: ChatReply) -> Resolution | None:
         """Ground the final answer; on rejection tell the model and return None (the loop goes on)."""
         obj = extract_json_object(reply.content)
         problem: str
@@ -407,7 +317,7 @@ class Agent:
         s.messages.append({"role": "user", "content": self._correction(s, problem)})
         return None
 
-    def _correction(self, s: _Search, problem: str) -> str:
+    def _correction(self, s: Conversation, problem: str) -> str:
         """The rejection, the exact answer shape, and the ids the model may choose from."""
         files = list(s.ctx.ledger.files.values())
         lines = [f"Answer rejected: {problem}."]
@@ -447,7 +357,7 @@ class Agent:
         return "\n".join(lines)
 
     # -- grounding -------------------------------------------------------------------------------
-    def _ground(self, s: _Search, answer: SearchAnswer) -> Resolution | str:
+    def _ground(self, s: Conversation, answer: SearchAnswer) -> Resolution | str:
         """A Resolution for a grounded answer, or the reason the answer is rejected."""
         reason = redact(answer.reason, self.secrets)[:500]
         if answer.outcome == "not_found":
@@ -487,7 +397,7 @@ class Agent:
         )
         return self._result(s, "found", f"LLM agent: {reason}", candidate=chosen, candidates=[chosen])
 
-    def _ambiguous(self, s: _Search, answer: SearchAnswer, reason: str) -> Resolution | str:
+    def _ambiguous(self, s: Conversation, answer: SearchAnswer, reason: str) -> Resolution | str:
         picks: list[Candidate] = []
         problems: list[str] = []
         for ref in answer.candidate_ids:
@@ -506,7 +416,7 @@ class Agent:
             return "an ambiguous answer needs two or more candidate_ids (for one file answer found)"
         return self._result(s, "ambiguous", f"LLM agent: ambiguous: {reason}", candidates=picks)
 
-    def _locate(self, s: _Search, answer: SearchAnswer) -> GroundedFile | str:
+    def _locate(self, s: Conversation, answer: SearchAnswer) -> GroundedFile | str:
         """The one shown file the answer names, by id, URL, repo + path or exact file name; or why not."""
         ledger = s.ctx.ledger
         found: list[GroundedFile] = []
@@ -543,7 +453,7 @@ class Agent:
             return "the answer names two different files (" + ", ".join(sorted({f.id for f in found})) + ")"
         return found[0]
 
-    def _by_repo_and_name(self, s: _Search, repo_id: str | None, path: str) -> GroundedFile | str:
+    def _by_repo_and_name(self, s: Conversation, repo_id: str | None, path: str) -> GroundedFile | str:
         ledger = s.ctx.ledger
         if repo_id:
             exact = ledger.by_repo_path(repo_id, path)
@@ -558,7 +468,7 @@ class Agent:
         ids = ", ".join(f.id for f in matches)
         return f"{len(matches)} shown files match {where} ({ids}): choose one by file_id"
 
-    def _candidate(self, s: _Search, entry: GroundedFile) -> Candidate | str:
+    def _candidate(self, s: Conversation, entry: GroundedFile) -> Candidate | str:
         """The candidate behind a ledger entry, checked for name and host; or why it cannot be used."""
         if not s.ctx.matches(entry.file_name):
             return f"{entry.file_name} is not the requested file {s.model.file_name}"
@@ -581,7 +491,7 @@ class Agent:
     # -- outcomes --------------------------------------------------------------------------------
     def _result(
         self,
-        s: _Search,
+        s: Conversation,
         outcome: SearchOutcome,
         reason: str,
         *,
@@ -598,7 +508,7 @@ class Agent:
             requests=s.prior.requests + s.requests,
         )
 
-    def _keep_prior(self, s: _Search, note: str) -> Resolution | None:
+    def _keep_prior(self, s: Conversation, note: str) -> Resolution | None:
         """The direct search's own answer if it had one (found or ambiguous), with the agent's note."""
         prior = s.prior
         if prior.outcome not in ("found", "ambiguous"):
@@ -611,7 +521,7 @@ class Agent:
             requests=prior.requests + s.requests,
         )
 
-    def _not_found(self, s: _Search, reason: str) -> Resolution:
+    def _not_found(self, s: Conversation, reason: str) -> Resolution:
         kept = self._keep_prior(s, f"LLM agent found nothing better: {reason}")
         if kept is not None:
             return kept
@@ -620,10 +530,10 @@ class Agent:
             return self._result(s, "source_error", f"nothing found, but a source failed: {failed[0]}")
         return self._result(s, "not_found", f"LLM agent: {reason}" if reason else "LLM agent found nothing")
 
-    def _gave_up(self, s: _Search, why: str) -> Resolution:
+    def _gave_up(self, s: Conversation, why: str) -> Resolution:
         return self._not_found(s, f"stopped: {why}")
 
-    def _endpoint_failed(self, s: _Search, exc: LLMError) -> Resolution:
+    def _endpoint_failed(self, s: Conversation, exc: LLMError) -> Resolution:
         self._failures += 1
         message = redact(exc.message, self.secrets)
         self.history.event(s.subject, "error", f"LLM endpoint failed: {message}")
@@ -650,53 +560,9 @@ class Agent:
         return text
 
 
-def _for_log(messages: list[Message]) -> list[Message]:
-    """New messages for the history: the repeated system prompt and the task (logged whole as `task`)
-    shortened to a reference, tool results left to their own `tool` lines."""
-    out: list[Message] = []
-    for m in messages:
-        content = m.get("content")
-        if m["role"] == "system" and isinstance(content, str):
-            first = content.strip().split("\n", 1)[0]
-            m = {**m, "content": f"{first} … [system prompt, {len(content)} chars]"}
-        elif m["role"] == "user" and isinstance(content, str) and content.startswith(_TASK_MARK):
-            m = {**m, "content": "[the task, logged above]"}
-        elif m["role"] == "tool":
-            m = {**m, "content": "[the tool result, logged above]"}
-        out.append(m)
-    return out
-
-
-_TASK_MARK = "Find a download source"
 _SEARCH_FIRST = "you answered not_found without calling any tool: search first"
 _REPEAT_NOTE = "you already made this call; use its result, try another call, or give your final answer"
 _TEXT_RESULTS_TAIL = (
     "Call another tool if you need to. When you are done, reply with only the final JSON answer "
     '(for example {"outcome": "found", "file_id": "f1", "reason": "..."}).'
 )
-
-
-def _canonical(arguments: str) -> str:
-    try:
-        return json.dumps(json.loads(arguments), sort_keys=True)
-    except (json.JSONDecodeError, TypeError):
-        return arguments.strip()
-
-
-def _task(s: _Search) -> str:
-    model, prior = s.model, s.prior
-    tried = "\n".join(f"- {line}" for line in prior.evidence[-20:]) or "- (nothing recorded)"
-    known = [f.describe() for f in s.ctx.ledger.files.values()]
-    return render_prompt(
-        SEARCH_TASK_PROMPT,
-        file_name=model.file_name,
-        name=model.name,
-        directory=model.directory or "unknown",
-        node_types=", ".join(model.node_types) or "unknown",
-        workflows=", ".join(model.workflows[:5])
-        + (f" (+{len(model.workflows) - 5} more)" if len(model.workflows) > 5 else ""),
-        prior_outcome=prior.outcome,
-        prior_reason=prior.reason,
-        tried=tried,
-        candidates="\n".join(json.dumps(k) for k in known) or "(none)",
-    )
