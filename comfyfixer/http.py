@@ -21,7 +21,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if
 from comfyfixer import __version__
 from comfyfixer.errors import SourceError, redact
 from comfyfixer.retry import RetryPolicy, requested_wait
-from comfyfixer.transport import API_BOUNDS, BoundExceeded, Bounds, Breakers, bounded_transport, timeout_for
+from comfyfixer.transport import API_BOUNDS, BoundExceeded, Bounds, Breakers
+from comfyfixer.transport.wrapper import bounded_transport, timeout_for
 
 log = logging.getLogger(__name__)
 
