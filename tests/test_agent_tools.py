@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from comfyfixer.agent.tools import TOOLS, Ledger, Toolbox, ToolContext
+from comfyfixer.agent.ledger import Ledger
+from comfyfixer.agent.tools import TOOLS, Toolbox, ToolContext
 from comfyfixer.config import Settings
 from comfyfixer.http import build_client
 from comfyfixer.models import MissingModel

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from comfyfixer.agent.client import ChatClient, make_openai_client
 from comfyfixer.agent.doctor import EndpointStatus
+from comfyfixer.agent.grounding import CandidateValidator
 from comfyfixer.agent.history import SearchHistory
 from comfyfixer.agent.review import Reviewer
-from comfyfixer.agent.search import Agent, AgentLimits, CandidateValidator
-from comfyfixer.agent.tools import Sources
+from comfyfixer.agent.search import Agent, AgentLimits
+from comfyfixer.agent.sources import Sources
 from comfyfixer.events import EventSink, null_sink
 from comfyfixer.retry import RetryPolicy
 

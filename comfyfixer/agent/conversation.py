@@ -1,16 +1,19 @@
-"""The state of one agent conversation and how it is told: the task prompt, the history's view of it, and
-the key under which a repeated tool call is recognised.
+"""The state of one agent conversation, how it ends (the `Resolution` it makes, or the direct search's
+kept) and how it is told: the task prompt, the history's view of it, and the key under which a repeated
+tool call is recognised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
 from comfyfixer.agent.client import Message
 from comfyfixer.agent.prompts import SEARCH_TASK_PROMPT, render_prompt
 from comfyfixer.agent.tools import ToolContext
-from comfyfixer.models import MissingModel, Resolution
+from comfyfixer.errors import redact
+from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
 
 
 @dataclass
@@ -34,6 +37,49 @@ class Conversation:
     @property
     def subject(self) -> str:
         return f"{self.model.directory or '?'}/{self.model.file_name}"
+
+    # -- how it ends (reasons redacted with the secrets the tools redact with) ---------------------------
+    def result(
+        self,
+        outcome: SearchOutcome,
+        reason: str,
+        *,
+        candidate: Candidate | None = None,
+        candidates: list[Candidate] | None = None,
+    ) -> Resolution:
+        return Resolution(
+            model=self.model,
+            outcome=outcome,
+            candidate=candidate,
+            candidates=candidates or [],
+            reason=redact(reason, self.ctx.secrets),
+            evidence=[*self.prior.evidence, *self.evidence],
+            requests=self.prior.requests + self.requests,
+        )
+
+    def keep_prior(self, note: str) -> Resolution | None:
+        """The direct search's own answer if it had one (found or ambiguous), with the agent's note."""
+        prior = self.prior
+        if prior.outcome not in ("found", "ambiguous"):
+            return None
+        return dataclasses.replace(
+            prior,
+            reason=redact(f"{prior.reason}; {note}" if prior.reason else note, self.ctx.secrets),
+            candidates=list(prior.candidates),
+            evidence=[*prior.evidence, *self.evidence],
+            requests=prior.requests + self.requests,
+        )
+
+    def not_found(self, reason: str) -> Resolution:
+        kept = self.keep_prior(f"LLM agent found nothing better: {reason}")
+        if kept is not None:
+            return kept
+        failed = self.ctx.source_errors or (
+            [self.prior.reason] if self.prior.outcome == "source_error" else []
+        )
+        if failed:
+            return self.result("source_error", f"nothing found, but a source failed: {failed[0]}")
+        return self.result("not_found", f"LLM agent: {reason}" if reason else "LLM agent found nothing")
 
 
 def for_log(messages: list[Message]) -> list[Message]:
