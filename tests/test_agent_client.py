@@ -7,13 +7,8 @@ from collections.abc import Iterator
 import pytest
 from openai import OpenAI
 
-from comfyfixer.agent.client import (
-    ChatClient,
-    ThinkingSwitch,
-    ToolsUnsupported,
-    strip_thinking,
-    thinking_switch_for,
-)
+from comfyfixer.agent.client import ChatClient, ToolsUnsupported
+from comfyfixer.agent.dialect import ThinkingSwitch, strip_thinking, thinking_switch_for
 from comfyfixer.cli.errors import explain
 from comfyfixer.errors import LLMError
 from comfyfixer.retry import RetryPolicy

@@ -1,5 +1,5 @@
 """The model's final answer as it is parsed: the JSON shape of `prompts/search_v2.md`, with the key names
-and outcome spellings real models use. Mapping it to a file the tools showed is `search`'s job.
+and outcome spellings real models use. Mapping it to a file the tools showed is `grounding`'s job.
 """
 
 from __future__ import annotations

@@ -1,21 +1,18 @@
 """The chat client: one OpenAI-compatible `chat.completions` call, made portable across servers.
 
-Owns what differs between OpenAI, DashScope, vLLM, Ollama and LM Studio (see the shared `apis.md` §3.4):
+What differs between servers (the thinking switch, `<think>` blocks, the words of their 400s) is the
+`dialect`; this module applies it:
 
-- Thinking is switched off where the server allows. The switch is chosen from the base URL
-  (`thinking_switch_for`): DashScope takes top-level `enable_thinking: false`, Ollama
-  `reasoning_effort: "none"`, LM Studio and OpenAI get nothing, and everything else (vLLM, SGLang,
-  unknown servers) gets `chat_template_kwargs: {enable_thinking: false}`. If a server answers 400 naming
-  the switch (or "unrecognized argument"), the switch is dropped and the call repeated once; a DashScope
-  "enable_thinking must be set to false" answer selects the DashScope switch. The choice then sticks.
-- `<think>` blocks in `content` and the `reasoning` / `reasoning_content` fields are split off: callers
+- The thinking switch goes with every request. If a server answers 400 about it, `dialect.switch_after`
+  picks the next switch and the call is repeated once; the choice then sticks.
+- Thoughts (`<think>` blocks and the `reasoning` / `reasoning_content` fields) are split off: callers
   only ever see the answer; the thoughts are returned separately for the history log.
-- 429 (except `insufficient_quota`), 408/409, 5xx, timeouts and connection errors are retried under the
-  one `retry.RetryPolicy`, honouring `retry-after-ms` / `Retry-After`, and never past the caller's
-  deadline (the per-model time bound): each request's timeout is what is left of it. We retry, the SDK
-  does not (`max_retries=0`, also forced on an injected client), so a failure is never retried twice
-  over. Everything that still fails becomes an `LLMError` carrying the status and the server's own
-  words (LM Studio's plain-string error body included), with secrets removed.
+- Transient failures (`failure.is_transient`) are retried under the one `retry.RetryPolicy`, honouring
+  `retry-after-ms` / `Retry-After`, and never past the caller's deadline (the per-model time bound):
+  each request's timeout is what is left of it. We retry, the SDK does not (`max_retries=0`, also
+  forced on an injected client), so a failure is never retried twice over. Everything that still fails
+  becomes an `LLMError` carrying the status and the server's own words (`failure.describe_error`: LM
+  Studio's plain-string error body included), with secrets removed.
 - Every request carries `max_tokens` (`max_completion_tokens` where a server refuses the older name),
   so a runaway answer is bounded.
 - With no model configured, the first request asks `GET /models` and uses the first one listed.
@@ -29,18 +26,26 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, cast
 
 import tenacity
 
-from comfyfixer.errors import LLMError, LLMModelMissing, LLMNotConfigured, LLMUnavailable, redact
-from comfyfixer.retry import RetryPolicy, requested_wait
-from comfyfixer.transport import LLM_BOUNDS, BoundExceeded, Breakers
+from comfyfixer.agent.dialect import (
+    MAX_TOKENS_REJECTED,
+    TOOLS_UNSUPPORTED,
+    ThinkingSwitch,
+    strip_thinking,
+    switch_after,
+    switch_body,
+    thinking_switch_for,
+)
+from comfyfixer.agent.failure import LLM_RETRY, asked_wait, describe_error, is_transient
+from comfyfixer.errors import LLMError, LLMModelMissing, LLMNotConfigured, LLMUnavailable
+from comfyfixer.retry import RetryPolicy
+from comfyfixer.transport import LLM_BOUNDS, Breakers
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -49,27 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ThinkingSwitch = Literal["chat_template_kwargs", "enable_thinking", "reasoning_effort", "none"]
 Message = dict[str, Any]
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_TOOLS_UNSUPPORTED = re.compile(
-    r"does not support tools|tool choice requires|tools? (?:is|are) not supported|"
-    r"does not support (?:function|tool)|tool[_ ]calling is not (?:supported|enabled)|unsupported.*\btools\b",
-    re.I,
-)
-_SWITCH_REJECTED = re.compile(
-    r"unrecognized request argument|extra inputs are not permitted|extra_forbidden|"
-    r"unknown (?:parameter|field)|unexpected keyword|not a valid parameter",
-    re.I,
-)
-_DASHSCOPE_NEEDS_SWITCH = re.compile(r"enable_thinking must be set to false", re.I)
-_MAX_TOKENS_REJECTED = re.compile(
-    r"max_tokens.*(?:not supported|unsupported|max_completion_tokens)", re.I | re.S
-)
-# LLM servers get more tries than the hubs: a loaded local model or a proxy under load answers 429/503
-# for a while. The caller's deadline bounds them all.
-LLM_RETRY = RetryPolicy(attempts=8, base_wait=1.0, max_backoff=20.0)
 DEFAULT_MAX_TOKENS = 1024
 TIME_HINT = "a slow (CPU) model needs more time: raise COMFYFIXER_LLM_TIMEOUT (seconds per model)"
 DEFAULT_REQUEST_TIMEOUT = 600.0  # a CPU model's first answer can take minutes; the deadline cuts it shorter
@@ -93,117 +79,6 @@ class ChatReply:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     reasoning: str | None = None  # what the model thought, for the history log only
-
-
-def thinking_switch_for(base_url: str) -> ThinkingSwitch:
-    """The request field that turns Qwen3 thinking off on the server behind `base_url`."""
-    parts = urlsplit(base_url)
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if "dashscope" in host or host.endswith(".aliyuncs.com"):
-        return "enable_thinking"
-    if port == 11434 or "ollama" in host:
-        return "reasoning_effort"
-    if host == "api.openai.com" or port == 1234 or "lmstudio" in host:
-        return "none"
-    return "chat_template_kwargs"
-
-
-def _switch_body(switch: ThinkingSwitch) -> dict[str, Any]:
-    if switch == "chat_template_kwargs":
-        return {"chat_template_kwargs": {"enable_thinking": False}}
-    if switch == "enable_thinking":
-        return {"enable_thinking": False}
-    if switch == "reasoning_effort":
-        return {"reasoning_effort": "none"}
-    return {}
-
-
-def strip_thinking(text: str | None) -> tuple[str, str | None]:
-    """Split `<think>` blocks off a content string: (answer, thoughts or None)."""
-    if not text:
-        return "", None
-    thoughts = [m.group(0)[7:-8].strip() for m in _THINK_BLOCK.finditer(text)]
-    out = _THINK_BLOCK.sub("", text)
-    lower = out.lower()
-    # Some chat templates put the opening tag in the prompt, so only `</think>` reaches us.
-    close = lower.rfind("</think>")
-    if close >= 0:
-        thoughts.append(out[:close].strip())
-        out = out[close + len("</think>") :]
-    # A reply cut off mid-thought (finish_reason "length") has an opening tag and nothing after it.
-    open_at = out.lower().find("<think>")
-    if open_at >= 0:
-        thoughts.append(out[open_at + len("<think>") :].strip())
-        out = out[:open_at]
-    joined = "\n".join(t for t in thoughts if t)
-    return out.strip(), joined or None
-
-
-def _asked_wait(exc: BaseException | None) -> float | None:
-    """The wait the server named on a failed call (`retry-after-ms`, `Retry-After`), if any."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    return requested_wait(headers, getattr(response, "status_code", None))
-
-
-def _header(exc: BaseException, name: str) -> str | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    value = headers.get(name) if headers is not None else None
-    return str(value) if value is not None else None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed call may succeed if repeated (rate limit, server error, network)."""
-    import openai
-
-    if isinstance(exc, openai.APIStatusError):
-        if (_header(exc, "x-should-retry") or "").lower() == "false":
-            return False
-        if LLM_RETRY.too_long(_asked_wait(exc)):
-            return False
-        if exc.status_code == 429:
-            return exc.code != "insufficient_quota"
-        return exc.status_code in (408, 409) or exc.status_code >= 500
-    if isinstance(exc.__cause__, BoundExceeded):
-        return False  # a deadline or size cap broken, or the host's breaker open: retrying cannot help
-    return isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
-
-
-def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> tuple[str, int | None]:
-    """The server's own words for a failed call, and its HTTP status; secrets removed."""
-    import openai
-
-    status: int | None = None
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        body = exc.body
-        if isinstance(body, dict):
-            text = str(body.get("message") or json.dumps(body))
-        elif isinstance(body, str) and body:
-            text = body  # LM Studio: {"error": "<string>"}; the SDK's own message is only "Error code: 400"
-        else:
-            try:
-                text = exc.response.text or exc.message
-            except Exception:  # the body may be unreadable; the status is still worth reporting
-                text = exc.message
-        message = f"HTTP {status}: {text}"
-    elif isinstance(exc.__cause__, BoundExceeded):
-        message = str(exc.__cause__)
-    elif isinstance(exc, openai.APITimeoutError):
-        message = "the request timed out"
-    elif isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc
-        message = f"cannot connect: {cause}"
-    else:
-        message = f"{type(exc).__name__}: {exc}"
-    return redact(message, tuple(secrets)), status
 
 
 def make_openai_client(
@@ -300,13 +175,13 @@ class ChatClient:
                     lambda timeout: self._create(messages, tools, timeout), deadline=deadline
                 )
             except _BadRequest as bad:
-                if tools and _TOOLS_UNSUPPORTED.search(bad.text):
+                if tools and TOOLS_UNSUPPORTED.search(bad.text):
                     raise ToolsUnsupported(bad.text, status=bad.status) from None
-                if not tokens_retried and _MAX_TOKENS_REJECTED.search(bad.text):
+                if not tokens_retried and MAX_TOKENS_REJECTED.search(bad.text):
                     tokens_retried = True
                     self._token_field = "max_completion_tokens"
                     continue
-                new_switch = None if switch_retried else self._switch_after(bad.text)
+                new_switch = None if switch_retried else switch_after(self.thinking, bad.text)
                 if new_switch is None:
                     raise LLMError(bad.text, status=bad.status) from None
                 log.info("LLM server rejected thinking switch %s; using %s", self.thinking, new_switch)
@@ -335,20 +210,10 @@ class ChatClient:
         if tools:
             kwargs["tools"] = cast(Any, list(tools))
             kwargs["tool_choice"] = "auto"
-        extra = _switch_body(self.thinking)
+        extra = switch_body(self.thinking)
         if extra:
             kwargs["extra_body"] = extra
         return self._client.chat.completions.create(**kwargs)
-
-    def _switch_after(self, text: str) -> ThinkingSwitch | None:
-        """The switch to try after a 400 that may be about the switch itself, or None."""
-        if _DASHSCOPE_NEEDS_SWITCH.search(text) and self.thinking != "enable_thinking":
-            return "enable_thinking"
-        if self.thinking == "none":
-            return None
-        # The switch names are the request keys, so a server complaining about one names it.
-        named = self.thinking in text
-        return "none" if named or _SWITCH_REJECTED.search(text) else None
 
     def _left(self, deadline: float | None) -> float:
         return self.request_timeout if deadline is None else deadline - self._clock()
@@ -360,7 +225,7 @@ class ChatClient:
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return policy.wait(state.attempt_number, _asked_wait(exc))
+            return policy.wait(state.attempt_number, asked_wait(exc))
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.attempts:

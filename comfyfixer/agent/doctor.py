@@ -18,12 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from comfyfixer.agent.client import (
-    ChatClient,
-    ThinkingSwitch,
-    ToolsUnsupported,
-    make_openai_client,
-)
+from comfyfixer.agent.client import ChatClient, ToolsUnsupported, make_openai_client
+from comfyfixer.agent.dialect import ThinkingSwitch
 from comfyfixer.agent.parsing import SHAPE_WORDS, text_tool_calls
 from comfyfixer.agent.tools import strip_titles
 from comfyfixer.errors import LLMError, LLMModelMissing, LLMNotConfigured, redact
