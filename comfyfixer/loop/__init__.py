@@ -12,5 +12,5 @@ A glossary of the package, one noun per file (ARCHITECTURE.md places it among th
 - `result`      what a run produced: `ModelResult`, `RunResult`, failure reasons, the `run --json` report.
 - `wiring`      the real stages behind the protocols, built once at the CLI edge.
 
-Nothing here prints; `cli/run.py` drives it and renders its events and result.
+Nothing here prints; `cli/driver.py` builds and drives it, `cli/run.py` renders its result.
 """
