@@ -213,9 +213,28 @@ def test_the_file_is_hashed_once_while_it_streams(rig: Rig) -> None:
     result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
     assert reported_sha(result.stdout) == SHA
-    # Python: a probe that it works, the host check of the URL, one streaming pass that writes and
-    # hashes, the format check (which reads the header only). No stand-alone hasher ever runs.
-    assert calls.read_text().split() == ["python"] * 4
+    # Python: the host check of the URL, then one streaming pass that writes, hashes and runs the
+    # format check on the finished part (no start just to probe Python). No stand-alone hasher runs.
+    assert calls.read_text().split() == ["python"] * 2
+
+
+def test_a_redirect_hop_is_checked_by_the_streamer_that_already_runs(rig: Rig) -> None:
+    rig.server.add("/cdn/x.safetensors", DATA)
+    rig.server.redirect("/m/x.safetensors", rig.server.url_for("/cdn/x.safetensors"))
+    calls = rig.tmp / "calls"
+    spy = rig.tmp / "spy"
+    spy.mkdir()
+    python = spy / "python3"
+    python.write_text(f'#!/bin/sh\necho python >>"{calls}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    plan = rig.plan("/m/x.safetensors", python=str(python))
+    result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    assert plan.dest.read_bytes() == DATA
+    # Three starts: the URL's host check, the streamer of the 302 (which checked the target), the
+    # streamer of the file (which checked the format).
+    assert calls.read_text().split() == ["python"] * 3
+    assert [r.path for r in rig.server.requests] == ["/m/x.safetensors", "/cdn/x.safetensors"]
 
 
 def test_a_script_whose_python_is_gone_uses_python3_on_path(rig: Rig) -> None:
@@ -227,6 +246,37 @@ def test_a_script_whose_python_is_gone_uses_python3_on_path(rig: Rig) -> None:
     assert plan.dest.read_bytes() == DATA
     assert reported_sha(result.stdout) == SHA
     assert rig.server.requests_to("/m/x.safetensors", "GET")[-1].range == "bytes=70000-"
+
+
+def test_an_interpreter_that_cannot_start_is_replaced_by_python3(rig: Rig) -> None:
+    # It exists (so nothing starts it to find out) but cannot run: the first Python step says so.
+    broken = rig.tmp / "broken-python"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    rig.server.add("/m/x.safetensors", DATA)
+    plan = rig.plan("/m/x.safetensors", python=str(broken))
+    result = rig.run(rig.script(plan), rig.env(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    assert "using python3 from PATH" in result.stderr
+    assert plan.dest.read_bytes() == DATA
+    assert reported_sha(result.stdout) == SHA
+
+
+@pytest.mark.parametrize("size", [len(DATA), 3 << 20], ids=["single-stream", "segmented"])
+def test_an_interpreter_that_cannot_start_and_no_python3_requests_nothing(rig: Rig, size: int) -> None:
+    broken = rig.tmp / "broken-python"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    data = DATA if size == len(DATA) else os.urandom(size)
+    rig.server.add("/m/x.safetensors", data)
+    sha = hashlib.sha256(data).hexdigest()
+    plan = rig.plan("/m/x.safetensors", sha256=sha, size=size, python=str(broken))
+    env = rig.env(PATH=restricted_path(rig.tmp, without=()), COMFYFIXER_SEGMENT_MIN_MIB="1")
+    result = rig.run(rig.script(plan), env)
+    assert result.returncode == EXIT_NO_TOOL, result.stderr
+    assert "python3 is needed" in result.stderr
+    assert rig.server.requests == []
+    assert not plan.dest.exists()
 
 
 def test_unknown_hash_and_size_still_reports_the_hash(rig: Rig) -> None:

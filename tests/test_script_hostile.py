@@ -99,6 +99,22 @@ def test_a_redirect_to_a_foreign_host_is_never_followed(
     hostile.nothing_installed(plan.dest)
 
 
+@pytest.mark.parametrize("tail", ["/\xe9vil.safetensors", "/evil.safetensors "], ids=["latin-1", "blank"])
+def test_a_location_the_streamer_cannot_judge_exactly_is_still_refused(hostile: Hostile, tail: str) -> None:
+    # The streamer answers for the Location it parsed; when the script's own reading differs (a
+    # byte outside printable ASCII, trailing blanks), the script checks its own reading itself.
+    rig = hostile.rig
+    rig.server.add("/m/x.safetensors", DATA)
+    location = hostile.foreign.url_for("/evil.safetensors", alt=True).removesuffix("/evil.safetensors") + tail
+    rig.server.fail("/m/x.safetensors", 302, times=None, headers={"Location": location}, methods=["GET"])
+    plan = rig.plan("/m/x.safetensors", sha256=SHA, size=len(DATA), hosts=ONLY_127)
+    result = rig.run(rig.script(plan))
+    assert result.returncode == EXIT_HOST_REFUSED, result.stderr
+    assert "localhost" in result.stderr and "not allowed" in result.stderr
+    assert hostile.foreign.requests == [], "the script asked the foreign host"
+    hostile.nothing_installed(plan.dest)
+
+
 def test_the_token_never_follows_a_redirect_to_another_origin(hostile: Hostile) -> None:
     # Same host, other port: allowed, but another origin, so the token stays behind.
     rig = hostile.rig

@@ -20,7 +20,13 @@
 # - The sha256 is computed while the bytes stream (`carried/stream_part.py`): a retry re-hashes
 #   what the part already holds, so the final digest covers the whole file and a successful
 #   download is hashed once. The same program writes only a 2xx body, refuses a compressed one and
-#   stops as soon as the part would pass the published (else announced) size.
+#   stops as soon as the part would pass the published (else announced) size. Since it runs anyway,
+#   it also checks a redirect's target (`checks/hosts.py`) and the finished part's format
+#   (`checks/formats.py`): every Python start costs tens of ms, and a download of a small file is
+#   mostly starts. Its answer about a redirect is used only for the Location this script read.
+# - Nothing here starts Python just to see that it works: the first Python step (which always comes
+#   before any request) finds out, and exit 126/127 from it switches to python3 once.
+# - Few forks: the temporary folder only when the single stream needs one, builtins over `$(…)`.
 # - Large files come over several connections (`carried/segments.py`), as aria2c and hf_transfer
 #   fetch them: CDNs cap what one connection gets. The pieces go into one preallocated part, in
 #   file order, so the sha256 follows the transfer; each piece and each redirect obeys the rules
@@ -46,7 +52,8 @@ RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 SEGMENTS="${COMFYFIXER_SEGMENTS:-16}"
 SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
 SEGMENT_SHA=""
-SEGMENT_FORMAT=""
+PART_FORMAT=""
+PART_WHY=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -91,6 +98,30 @@ file_size() {
   printf '%s\n' "${stamp%% *}"
 }
 
+# "python3 is needed": no interpreter on PATH or at $PYTHON.
+python_missing() {
+  fail 17 "python3 is needed to check the file before it is installed; install it and run again"
+}
+# After a Python step ended with $1: 126/127 mean the interpreter never started (gone, broken, not
+# executable). Then python3 from PATH is tried once (return 0: run the step again); otherwise the
+# script stops before anything was requested. Any other code is the step's own answer (return 1).
+python_failed() {
+  case $1 in 126 | 127) ;; *) return 1 ;; esac
+  if [ "$PYTHON" != python3 ] && command -v python3 >/dev/null 2>&1; then
+    say "note: $PYTHON cannot run; using python3 from PATH"
+    PYTHON=python3
+    return 0
+  fi
+  python_missing
+}
+
+# The temporary folder (headers, the streamer's answers, a check's reason), made on first use.
+need_work() {
+  if [ -z "$WORK" ]; then
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
+  fi
+}
+
 hash_stream() {
   case $HASHER in
     openssl) openssl dgst -sha256 -r ;;
@@ -116,9 +147,16 @@ hash_file() {
 
 # Runs one carried program (`python -S -c PROGRAM ARGS`): its output in OUT, its reason in WHY.
 run_check() {
-  local rc=0
-  OUT=$("$PYTHON" -S -c "$@" 2>"$WORK/why") || rc=$?
-  WHY=$(cat -- "$WORK/why" 2>/dev/null) || WHY=""
+  local rc
+  need_work
+  while :; do
+    rc=0
+    OUT=$("$PYTHON" -S -c "$@" 2>"$WORK/why") || rc=$?
+    python_failed "$rc" || break
+  done
+  WHY=""
+  IFS= read -r -d '' WHY <"$WORK/why" || :
+  WHY=${WHY%$'\n'}
   WHY=${WHY//comfyfixer: /}
   return "$rc"
 }
@@ -146,10 +184,12 @@ report() {
 }
 
 # The sidecar is `sha256sum -c` compatible; its second line ties the digest to the file's size,
-# mtime and inode so a later run can trust it without re-reading a 27 GB file.
+# mtime and inode so a later run can trust it without re-reading a 27 GB file. $2: that stamp when
+# already known (a rename keeps all three).
 write_sidecar() {
-  local tmp="$SIDECAR.tmp.$$"
-  if { printf '%s  %s\n' "$1" "$BASE_NAME" && printf '# comfyfixer %s\n' "$(file_stamp "$DEST")"; } \
+  local tmp="$SIDECAR.tmp.$$" stamp=${2:-}
+  if [ -z "$stamp" ]; then stamp=$(file_stamp "$DEST") || stamp=""; fi
+  if [ -n "$stamp" ] && { printf '%s  %s\n' "$1" "$BASE_NAME" && printf '# comfyfixer %s\n' "$stamp"; } \
     >"$tmp" 2>/dev/null && mv -f -- "$tmp" "$SIDECAR"; then
     return 0
   fi
@@ -196,12 +236,15 @@ check_existing() {
   exit 0
 }
 
-# Sets HTTP_STATUS, CONTENT_TYPE, RETRY_AFTER, RANGE_TOTAL and LOCATION from the last response in
-# the header dump (curl -D, or wget -S whose lines are indented).
+# Sets HTTP_STATUS, CONTENT_TYPE (PAGE_TYPE=1 for a web page or an error message), RETRY_AFTER,
+# RANGE_TOTAL and LOCATION from the last response in the header dump (curl -D, or wget -S whose
+# lines are indented).
+# Header names match in any case (nocasematch, only here: a fork of `tr` per line was ~2 ms each).
 read_headers() {
   local line name value
-  HTTP_STATUS="" CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION=""
+  HTTP_STATUS="" CONTENT_TYPE="" PAGE_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION=""
   [ -f "$WORK/headers" ] || return 0
+  shopt -s nocasematch
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line%$'\r'}"
     line="${line#"${line%%[![:space:]]*}"}"
@@ -209,19 +252,24 @@ read_headers() {
       HTTP/*)
         value="${line#* }"
         HTTP_STATUS="${value%% *}"
-        CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION="" ;;
+        CONTENT_TYPE="" PAGE_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION="" ;;
       *:*)
-        name=$(printf '%s' "${line%%:*}" | LC_ALL=C tr '[:upper:]' '[:lower:]')
+        name="${line%%:*}"
         value="${line#*:}"
         value="${value#"${value%%[![:space:]]*}"}"
         case $name in
-          content-type) CONTENT_TYPE=$(printf '%s' "$value" | LC_ALL=C tr '[:upper:]' '[:lower:]') ;;
+          content-type)
+            CONTENT_TYPE=$value PAGE_TYPE=""
+            case $value in
+              text/html* | application/json* | application/problem+json* | application/xhtml*) PAGE_TYPE=1 ;;
+            esac ;;
           retry-after) if is_uint "$value"; then RETRY_AFTER=$value; fi ;;
           content-range) case $value in *'*/'*) RANGE_TOTAL="${value##*/}" ;; esac ;;
           location) LOCATION=$value ;;
         esac ;;
     esac
   done <"$WORK/headers"
+  shopt -u nocasematch
   is_uint "$HTTP_STATUS" || HTTP_STATUS=""
   is_uint "$RANGE_TOTAL" || RANGE_TOTAL=""
 }
@@ -261,24 +309,57 @@ next_hop() {
   case ${OUT##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
 }
 
+# What the streamer printed: STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is
+# complete; for a redirect, the Location it judged (NEXT_LOCATION) and NEXT_URL + NEXT_TOKEN, or
+# NEXT_REFUSED (the reason).
+read_stream() {
+  local key value
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_LOCATION="" NEXT_URL="" NEXT_TOKEN="" NEXT_REFUSED=""
+  while read -r key value || [ -n "$key" ]; do
+    case $key in
+      sha256) STREAM_SHA=$value ;;
+      format) PART_FORMAT=$value ;;
+      why) PART_WHY=$value ;;
+      location) NEXT_LOCATION=$value ;;
+      hop) NEXT_URL=$value ;;
+      token) NEXT_TOKEN=$value ;;
+      refused) NEXT_REFUSED=$value ;;
+    esac
+  done <"$WORK/stream"
+}
+
 # One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
-# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`).
+# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`,
+# which also checks a redirect's target and the finished part's format: see read_stream).
 # Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
 transfer() {
   local offset=$1 hops=0
   next_hop "$URL"
   while :; do
-    rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
+    # Emptied, not removed: builtins, and a fetch that fails early must not leave old headers.
+    : >"$WORK/headers"
+    : >"$WORK/status"
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" >"$WORK/sha"
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" \
+      "$BASE_NAME" "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" \
+      "$GRANTED_URL" "$URL" "$HOP_URL" >"$WORK/stream"
     printf '%s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
     set -e
     read_headers
+    read_stream
     case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
     hops=$((hops + 1))
     if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
     if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
-    next_hop "$HOP_URL" "$LOCATION"
+    if [ "$NEXT_LOCATION" != "$LOCATION" ]; then
+      next_hop "$HOP_URL" "$LOCATION" # the streamer did not judge this very Location: check it here
+    elif [ -n "$NEXT_REFUSED" ]; then
+      fail 21 "$NEXT_REFUSED"
+    elif [ -n "$NEXT_URL" ]; then
+      HOP_URL=$NEXT_URL HOP_TOKEN=$NEXT_TOKEN
+    else
+      next_hop "$HOP_URL" "$LOCATION"
+    fi
   done
 }
 
@@ -289,20 +370,30 @@ transfer() {
 # single stream below takes over, the part cut back to a clean prefix. The token travels through a
 # pipe, as for curl.
 segmented() {
-  local rc=0 durable=0 key value
+  local rc durable=0 out line
   # With no published sha256 nothing would notice a hole a crash left: sync before each record.
   if [ -z "$EXPECTED_SHA256" ]; then durable=1; fi
-  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
-    "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$durable" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" \
-    < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
-  while read -r key value; do
-    case $key in
-      sha256) SEGMENT_SHA=$value ;;
-      http_status) HTTP_STATUS=$value ;;
-      format) SEGMENT_FORMAT=$value ;;
+  while :; do
+    rc=0
+    if [ -n "$TOKEN" ]; then
+      out=$(segments_py "$durable" < <(printf '%s\n' "$TOKEN")) || rc=$?
+    else
+      out=$(segments_py "$durable" </dev/null) || rc=$?
+    fi
+    python_failed "$rc" || break
+  done
+  # Its answer, one "key value" per line (parameter expansion: no file, no fork).
+  out=$out$'\n'
+  while [ -n "$out" ]; do
+    line=${out%%$'\n'*}
+    out=${out#*$'\n'}
+    case $line in
+      'sha256 '*) SEGMENT_SHA=${line#* } ;;
+      'http_status '*) HTTP_STATUS=${line#* } ;;
+      'format '*) PART_FORMAT=${line#* } ;;
+      'why '*) PART_WHY=${line#* } ;;
     esac
-  done <"$WORK/segments"
+  done
   case $rc in
     0) [ -n "$SEGMENT_SHA" ] || fail 15 "could not compute the sha256 of $PART; run this script again" ;;
     3) ;;
@@ -317,6 +408,13 @@ segmented() {
       exit 130 ;;
     *) fail 10 "the download stopped (see above); run this script again later: the download resumes" ;;
   esac
+}
+
+# `carried/segments.py` with its arguments; $1: DURABLE (1: sync the part before each record).
+segments_py() {
+  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
+    "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY"
 }
 
 backoff() {
@@ -409,12 +507,11 @@ case $URL in
   *) fail 2 "the URL is not http(s): $URL" ;;
 esac
 # The checks are Python (standard library only): the interpreter that wrote the script, else any
-# python3 on PATH (a script copied to another machine). -S: no site, a third of the start-up time.
-if ! "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1; then
-  PYTHON=python3
-  "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1 ||
-    fail 17 "python3 is needed to check the file before it is installed; install it and run again"
-fi
+# python3 on PATH (a script copied to another machine). Looked up, not started: the first Python
+# step, before any request, switches to python3 if this one cannot run (python_failed).
+# -S: no site, a third of the start-up time.
+if ! command -v -- "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
+command -v -- "$PYTHON" >/dev/null 2>&1 || python_missing
 TOKEN=""
 case $AUTH_VAR in
   HF_TOKEN) TOKEN="${HF_TOKEN:-${HUGGING_FACE_HUB_TOKEN:-}}" ;;
@@ -422,7 +519,7 @@ case $AUTH_VAR in
 esac
 case $TOKEN in *[[:cntrl:]]*) fail 2 "$AUTH_VAR contains a control character; fix it and run again" ;; esac
 
-mkdir -p -- "$DEST_DIR" 2>/dev/null ||
+[ -d "$DEST_DIR" ] || mkdir -p -- "$DEST_DIR" 2>/dev/null ||
   fail 15 "cannot create the folder $DEST_DIR; check permissions and free space"
 if command -v flock >/dev/null 2>&1; then
   : >>"$LOCK" 2>/dev/null || fail 15 "cannot write in $DEST_DIR; check permissions and free space"
@@ -436,7 +533,6 @@ if command -v flock >/dev/null 2>&1; then
   HOLD_LOCK=1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 if [ -e "$DEST" ]; then check_existing; fi
 
 if command -v curl >/dev/null 2>&1; then
@@ -467,6 +563,7 @@ while :; do
     break
   fi
   attempt=$((attempt + 1))
+  PART_FORMAT="" PART_WHY="" # a check of the finished part counts only from the attempt that finished it
   offset=$(file_size "$PART")
   if [ -n "$EXPECTED_SIZE" ] && [ "$offset" -gt "$EXPECTED_SIZE" ]; then
     say "the partial file is larger than the expected $EXPECTED_SIZE bytes; starting again"
@@ -494,11 +591,10 @@ while :; do
   esac
   status=$HTTP_STATUS
   if [ "$fetch_rc" = 0 ] && [ -n "$status" ] && [ "$status" -ge 200 ] && [ "$status" -lt 300 ]; then
-    case $CONTENT_TYPE in
-      text/html* | application/json* | application/problem+json* | application/xhtml*)
-        error_page "the server answered with a web page or an error message ($CONTENT_TYPE), not the model" ;;
-    esac
-    read -r SHA _ <"$WORK/sha" || SHA=""
+    if [ "$PAGE_TYPE" = 1 ]; then
+      error_page "the server answered with a web page or an error message ($CONTENT_TYPE), not the model"
+    fi
+    SHA=$STREAM_SHA
     size=$(file_size "$PART")
     if [ -z "$EXPECTED_SIZE" ] || [ "$size" -ge "$EXPECTED_SIZE" ]; then break; fi
     if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
@@ -548,13 +644,15 @@ while :; do
   backoff "$reason"
 done
 
-size=$(file_size "$PART")
-format_rc=0
-if [ -n "$SEGMENT_FORMAT" ]; then
-  # segments.py ran this very check (checks/formats.py) on the part, sparing an interpreter start.
-  FORMAT=${SEGMENT_FORMAT% *}
-  format_rc=${SEGMENT_FORMAT##* }
+stamp=$(file_stamp "$PART") || fail 15 "cannot read $PART; run this script again"
+size=${stamp%% *}
+format_rc=${PART_FORMAT##* }
+if [ -n "$PART_FORMAT" ] && is_uint "$format_rc"; then
+  # The streamer or segments.py ran this very check (checks/formats.py) on the finished part.
+  FORMAT=${PART_FORMAT% *}
+  WHY=$PART_WHY
 else
+  format_rc=0
   format_check "$PART" || format_rc=$?
 fi
 if [ "$format_rc" = 3 ]; then
@@ -571,6 +669,6 @@ if [ -n "$EXPECTED_SHA256" ] && [ "$SHA" != "$EXPECTED_SHA256" ]; then
 fi
 check_part "$format_rc"
 mv -f -- "$PART" "$DEST" || fail 15 "cannot move $PART into place; check permissions and free space"
-write_sidecar "$SHA"
+write_sidecar "$SHA" "$stamp" # the rename kept size, mtime and inode
 say "installed $DEST ($size bytes, sha256 $SHA)"
 report "$size" "$SHA"

@@ -92,8 +92,21 @@ stdin, so once that byte (or the end of the stream) arrives the headers are read
   published size, else the size this answer announces): exit 5, so an endless body cannot fill the
   disk. Unbuffered writes keep the part a clean prefix of the file even when the process is killed.
 
-Run by every download script as: python -S -c <this file> PART HEADERS LIMIT (LIMIT may be empty).
-Standard library only. Exit 1: the part cannot be written; 0 otherwise (the digest, or "skip").
+It also does the checks that would otherwise each cost the script an interpreter start (tens of
+ms), with the very modules the script carries, executed from their text:
+- a redirect (3xx with a Location): the target is checked with `checks/hosts.py` before the script
+  requests it; printed as `location RAW`, then `hop URL` and `token 1|0` (the token may go there),
+  or `refused REASON`. The script uses the answer only when RAW is the Location it read itself;
+- once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
+  `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
+
+Run by every download script as:
+    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
+        GRANTED START CURRENT
+(LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
+the checks; the last six the arguments of `checks/hosts.py` for a redirect from CURRENT.) Standard
+library only. Prints `sha256 HEX` (or `skip`) and the lines above. Exit 1: the part cannot be
+written; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -101,6 +114,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from types import ModuleType
 
 CHUNK = 1 << 20
 # A body we throw away (redirect, error page) is read this far, then the pipe is simply closed.
@@ -139,6 +153,46 @@ def read_headers(path: str, waited_for_body: bool) -> tuple[int | None, dict[str
         time.sleep(0.05)
 
 
+def load_module(name: str, text: str) -> ModuleType:
+    """A carried check run from its text as a module of its own (not __main__: its program part is idle)."""
+    module = ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
+    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = load_module(name, text).main(argv)
+    why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+    return int(code), out.getvalue(), why
+
+
+def next_hop(hosts_py: str, hosts_args: list[str], location: str) -> None:
+    """Check the target of a redirect before the script requests it (`checks/hosts.py`)."""
+    code, out, why = run_check("comfyfixer_hosts", hosts_py, [*hosts_args, location])
+    print(f"location {location}")
+    lines = out.split()
+    if code == 0 and len(lines) == 2:
+        print(f"hop {lines[0]}")
+        print(f"token {1 if lines[1] == '"'"'token'"'"' else 0}")
+    else:
+        print(f"refused {why or '"'"'the redirect target was refused'"'"'}")
+
+
+def check_format(formats_py: str, part: str, name: str) -> None:
+    """The format check of the finished part (`checks/formats.py`)."""
+    code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
+    print(f"format {out.strip() or '"'"'unknown'"'"'} {code}")
+    if why:
+        print(f"why {why}")
+
+
 def announced_total(status: int, headers: dict[str, str]) -> int | None:
     if status == 206:
         total = headers.get("content-range", "").rpartition("/")[2].strip()
@@ -147,7 +201,9 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
     return int(length) if length.isdigit() else None
 
 
-def main(part: str, header_file: str, limit_arg: str) -> int:
+def main(argv: list[str]) -> int:
+    part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
+    hosts_args = argv[6:12]
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src:
@@ -159,6 +215,12 @@ def main(part: str, header_file: str, limit_arg: str) -> int:
                 first = src.readinto(buf) or 0
                 seen += first
             print("skip")
+            location = headers.get("location", "")
+            # Printable ASCII only: then the script'"'"'s own reading of the Location is byte for byte
+            # this one; for anything else it runs the check itself.
+            printable = location.isascii() and location.isprintable()
+            if status in (301, 302, 303, 307, 308) and location and printable:
+                next_hop(hosts_py, hosts_args, location)
             return 0
         encoding = headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
@@ -185,15 +247,21 @@ def main(part: str, header_file: str, limit_arg: str) -> int:
                         done += out.write(view[done:n])
                     h.update(view[:n])
                     n = src.readinto(buf) or 0
+                complete = limit is not None and out.tell() == limit
         except OSError as exc:
             sys.stderr.write(f"comfyfixer: cannot write the partial file: {exc}\n")
             return 1
-    print(h.hexdigest())
+    print(f"sha256 {h.hexdigest()}")
+    if complete:
+        check_format(formats_py, part, name)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    if len(sys.argv) != 13:
+        sys.stderr.write(f"comfyfixer: stream_part: expected 12 arguments, got {len(sys.argv) - 1}\n")
+        sys.exit(2)
+    sys.exit(main(sys.argv[1:]))
 '
 # shellcheck disable=SC2016
 HOSTS_PY='"""Which hosts a download may touch: one rule for the run'"'"'s probe and for every redirect hop of a script.
@@ -755,7 +823,8 @@ REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; E
 empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
 `checks/formats.py`, NAME the file name the format check judges by).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
-Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer) on success;
+Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer, with `why REASON`
+when it fails) on success;
 `http_status N` before an HTTP failure.
 Exit codes follow the script'"'"'s: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
 12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
@@ -1747,14 +1816,18 @@ class Download:
 
     def check_format(self) -> None:
         """The script'"'"'s format check (`checks/formats.py`, its own `main`), run here to spare the
-        script another interpreter start; prints `format NAME CODE` for the script to act on."""
+        script another interpreter start; prints `format NAME CODE` (and `why REASON` when it
+        fails) for the script to act on."""
         import io
 
         formats = load_module("comfyfixer_formats", self.formats_py)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = formats.main([self.part, self.name])
         sys.stdout.write(f"format {out.getvalue().strip() or '"'"'unknown'"'"'} {code}\n")
+        why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        if why:
+            sys.stdout.write(f"why {why}\n")
 
 
 def auth_stop(exc: Stop) -> Stop:
@@ -1829,7 +1902,8 @@ RETRY_MAX_DELAY="${COMFYFIXER_RETRY_MAX_DELAY:-300}"
 SEGMENTS="${COMFYFIXER_SEGMENTS:-16}"
 SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
 SEGMENT_SHA=""
-SEGMENT_FORMAT=""
+PART_FORMAT=""
+PART_WHY=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -1874,6 +1948,30 @@ file_size() {
   printf '%s\n' "${stamp%% *}"
 }
 
+# "python3 is needed": no interpreter on PATH or at $PYTHON.
+python_missing() {
+  fail 17 "python3 is needed to check the file before it is installed; install it and run again"
+}
+# After a Python step ended with $1: 126/127 mean the interpreter never started (gone, broken, not
+# executable). Then python3 from PATH is tried once (return 0: run the step again); otherwise the
+# script stops before anything was requested. Any other code is the step's own answer (return 1).
+python_failed() {
+  case $1 in 126 | 127) ;; *) return 1 ;; esac
+  if [ "$PYTHON" != python3 ] && command -v python3 >/dev/null 2>&1; then
+    say "note: $PYTHON cannot run; using python3 from PATH"
+    PYTHON=python3
+    return 0
+  fi
+  python_missing
+}
+
+# The temporary folder (headers, the streamer's answers, a check's reason), made on first use.
+need_work() {
+  if [ -z "$WORK" ]; then
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
+  fi
+}
+
 hash_stream() {
   case $HASHER in
     openssl) openssl dgst -sha256 -r ;;
@@ -1899,9 +1997,16 @@ hash_file() {
 
 # Runs one carried program (`python -S -c PROGRAM ARGS`): its output in OUT, its reason in WHY.
 run_check() {
-  local rc=0
-  OUT=$("$PYTHON" -S -c "$@" 2>"$WORK/why") || rc=$?
-  WHY=$(cat -- "$WORK/why" 2>/dev/null) || WHY=""
+  local rc
+  need_work
+  while :; do
+    rc=0
+    OUT=$("$PYTHON" -S -c "$@" 2>"$WORK/why") || rc=$?
+    python_failed "$rc" || break
+  done
+  WHY=""
+  IFS= read -r -d '' WHY <"$WORK/why" || :
+  WHY=${WHY%$'\n'}
   WHY=${WHY//comfyfixer: /}
   return "$rc"
 }
@@ -1929,10 +2034,12 @@ report() {
 }
 
 # The sidecar is `sha256sum -c` compatible; its second line ties the digest to the file's size,
-# mtime and inode so a later run can trust it without re-reading a 27 GB file.
+# mtime and inode so a later run can trust it without re-reading a 27 GB file. $2: that stamp when
+# already known (a rename keeps all three).
 write_sidecar() {
-  local tmp="$SIDECAR.tmp.$$"
-  if { printf '%s  %s\n' "$1" "$BASE_NAME" && printf '# comfyfixer %s\n' "$(file_stamp "$DEST")"; } \
+  local tmp="$SIDECAR.tmp.$$" stamp=${2:-}
+  if [ -z "$stamp" ]; then stamp=$(file_stamp "$DEST") || stamp=""; fi
+  if [ -n "$stamp" ] && { printf '%s  %s\n' "$1" "$BASE_NAME" && printf '# comfyfixer %s\n' "$stamp"; } \
     >"$tmp" 2>/dev/null && mv -f -- "$tmp" "$SIDECAR"; then
     return 0
   fi
@@ -1979,12 +2086,15 @@ check_existing() {
   exit 0
 }
 
-# Sets HTTP_STATUS, CONTENT_TYPE, RETRY_AFTER, RANGE_TOTAL and LOCATION from the last response in
-# the header dump (curl -D, or wget -S whose lines are indented).
+# Sets HTTP_STATUS, CONTENT_TYPE (PAGE_TYPE=1 for a web page or an error message), RETRY_AFTER,
+# RANGE_TOTAL and LOCATION from the last response in the header dump (curl -D, or wget -S whose
+# lines are indented).
+# Header names match in any case (nocasematch, only here: a fork of `tr` per line was ~2 ms each).
 read_headers() {
   local line name value
-  HTTP_STATUS="" CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION=""
+  HTTP_STATUS="" CONTENT_TYPE="" PAGE_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION=""
   [ -f "$WORK/headers" ] || return 0
+  shopt -s nocasematch
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line%$'\r'}"
     line="${line#"${line%%[![:space:]]*}"}"
@@ -1992,19 +2102,24 @@ read_headers() {
       HTTP/*)
         value="${line#* }"
         HTTP_STATUS="${value%% *}"
-        CONTENT_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION="" ;;
+        CONTENT_TYPE="" PAGE_TYPE="" RETRY_AFTER="" RANGE_TOTAL="" LOCATION="" ;;
       *:*)
-        name=$(printf '%s' "${line%%:*}" | LC_ALL=C tr '[:upper:]' '[:lower:]')
+        name="${line%%:*}"
         value="${line#*:}"
         value="${value#"${value%%[![:space:]]*}"}"
         case $name in
-          content-type) CONTENT_TYPE=$(printf '%s' "$value" | LC_ALL=C tr '[:upper:]' '[:lower:]') ;;
+          content-type)
+            CONTENT_TYPE=$value PAGE_TYPE=""
+            case $value in
+              text/html* | application/json* | application/problem+json* | application/xhtml*) PAGE_TYPE=1 ;;
+            esac ;;
           retry-after) if is_uint "$value"; then RETRY_AFTER=$value; fi ;;
           content-range) case $value in *'*/'*) RANGE_TOTAL="${value##*/}" ;; esac ;;
           location) LOCATION=$value ;;
         esac ;;
     esac
   done <"$WORK/headers"
+  shopt -u nocasematch
   is_uint "$HTTP_STATUS" || HTTP_STATUS=""
   is_uint "$RANGE_TOTAL" || RANGE_TOTAL=""
 }
@@ -2044,24 +2159,57 @@ next_hop() {
   case ${OUT##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
 }
 
+# What the streamer printed: STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is
+# complete; for a redirect, the Location it judged (NEXT_LOCATION) and NEXT_URL + NEXT_TOKEN, or
+# NEXT_REFUSED (the reason).
+read_stream() {
+  local key value
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_LOCATION="" NEXT_URL="" NEXT_TOKEN="" NEXT_REFUSED=""
+  while read -r key value || [ -n "$key" ]; do
+    case $key in
+      sha256) STREAM_SHA=$value ;;
+      format) PART_FORMAT=$value ;;
+      why) PART_WHY=$value ;;
+      location) NEXT_LOCATION=$value ;;
+      hop) NEXT_URL=$value ;;
+      token) NEXT_TOKEN=$value ;;
+      refused) NEXT_REFUSED=$value ;;
+    esac
+  done <"$WORK/stream"
+}
+
 # One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
-# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`).
+# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`,
+# which also checks a redirect's target and the finished part's format: see read_stream).
 # Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
 transfer() {
   local offset=$1 hops=0
   next_hop "$URL"
   while :; do
-    rm -f -- "$WORK/status" "$WORK/sha" "$WORK/headers"
+    # Emptied, not removed: builtins, and a fetch that fails early must not leave old headers.
+    : >"$WORK/headers"
+    : >"$WORK/status"
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" >"$WORK/sha"
+    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" \
+      "$BASE_NAME" "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" \
+      "$GRANTED_URL" "$URL" "$HOP_URL" >"$WORK/stream"
     printf '%s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
     set -e
     read_headers
+    read_stream
     case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
     hops=$((hops + 1))
     if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
     if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
-    next_hop "$HOP_URL" "$LOCATION"
+    if [ "$NEXT_LOCATION" != "$LOCATION" ]; then
+      next_hop "$HOP_URL" "$LOCATION" # the streamer did not judge this very Location: check it here
+    elif [ -n "$NEXT_REFUSED" ]; then
+      fail 21 "$NEXT_REFUSED"
+    elif [ -n "$NEXT_URL" ]; then
+      HOP_URL=$NEXT_URL HOP_TOKEN=$NEXT_TOKEN
+    else
+      next_hop "$HOP_URL" "$LOCATION"
+    fi
   done
 }
 
@@ -2072,20 +2220,30 @@ transfer() {
 # single stream below takes over, the part cut back to a clean prefix. The token travels through a
 # pipe, as for curl.
 segmented() {
-  local rc=0 durable=0 key value
+  local rc durable=0 out line
   # With no published sha256 nothing would notice a hole a crash left: sync before each record.
   if [ -z "$EXPECTED_SHA256" ]; then durable=1; fi
-  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
-    "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$durable" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" \
-    < <(printf '%s\n' "$TOKEN") >"$WORK/segments" || rc=$?
-  while read -r key value; do
-    case $key in
-      sha256) SEGMENT_SHA=$value ;;
-      http_status) HTTP_STATUS=$value ;;
-      format) SEGMENT_FORMAT=$value ;;
+  while :; do
+    rc=0
+    if [ -n "$TOKEN" ]; then
+      out=$(segments_py "$durable" < <(printf '%s\n' "$TOKEN")) || rc=$?
+    else
+      out=$(segments_py "$durable" </dev/null) || rc=$?
+    fi
+    python_failed "$rc" || break
+  done
+  # Its answer, one "key value" per line (parameter expansion: no file, no fork).
+  out=$out$'\n'
+  while [ -n "$out" ]; do
+    line=${out%%$'\n'*}
+    out=${out#*$'\n'}
+    case $line in
+      'sha256 '*) SEGMENT_SHA=${line#* } ;;
+      'http_status '*) HTTP_STATUS=${line#* } ;;
+      'format '*) PART_FORMAT=${line#* } ;;
+      'why '*) PART_WHY=${line#* } ;;
     esac
-  done <"$WORK/segments"
+  done
   case $rc in
     0) [ -n "$SEGMENT_SHA" ] || fail 15 "could not compute the sha256 of $PART; run this script again" ;;
     3) ;;
@@ -2100,6 +2258,13 @@ segmented() {
       exit 130 ;;
     *) fail 10 "the download stopped (see above); run this script again later: the download resumes" ;;
   esac
+}
+
+# `carried/segments.py` with its arguments; $1: DURABLE (1: sync the part before each record).
+segments_py() {
+  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
+    "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY"
 }
 
 backoff() {
@@ -2192,12 +2357,11 @@ case $URL in
   *) fail 2 "the URL is not http(s): $URL" ;;
 esac
 # The checks are Python (standard library only): the interpreter that wrote the script, else any
-# python3 on PATH (a script copied to another machine). -S: no site, a third of the start-up time.
-if ! "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1; then
-  PYTHON=python3
-  "$PYTHON" -S -c 'import hashlib, pickletools, zipfile' >/dev/null 2>&1 ||
-    fail 17 "python3 is needed to check the file before it is installed; install it and run again"
-fi
+# python3 on PATH (a script copied to another machine). Looked up, not started: the first Python
+# step, before any request, switches to python3 if this one cannot run (python_failed).
+# -S: no site, a third of the start-up time.
+if ! command -v -- "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
+command -v -- "$PYTHON" >/dev/null 2>&1 || python_missing
 TOKEN=""
 case $AUTH_VAR in
   HF_TOKEN) TOKEN="${HF_TOKEN:-${HUGGING_FACE_HUB_TOKEN:-}}" ;;
@@ -2205,7 +2369,7 @@ case $AUTH_VAR in
 esac
 case $TOKEN in *[[:cntrl:]]*) fail 2 "$AUTH_VAR contains a control character; fix it and run again" ;; esac
 
-mkdir -p -- "$DEST_DIR" 2>/dev/null ||
+[ -d "$DEST_DIR" ] || mkdir -p -- "$DEST_DIR" 2>/dev/null ||
   fail 15 "cannot create the folder $DEST_DIR; check permissions and free space"
 if command -v flock >/dev/null 2>&1; then
   : >>"$LOCK" 2>/dev/null || fail 15 "cannot write in $DEST_DIR; check permissions and free space"
@@ -2219,7 +2383,6 @@ if command -v flock >/dev/null 2>&1; then
   HOLD_LOCK=1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
 if [ -e "$DEST" ]; then check_existing; fi
 
 if command -v curl >/dev/null 2>&1; then
@@ -2250,6 +2413,7 @@ while :; do
     break
   fi
   attempt=$((attempt + 1))
+  PART_FORMAT="" PART_WHY="" # a check of the finished part counts only from the attempt that finished it
   offset=$(file_size "$PART")
   if [ -n "$EXPECTED_SIZE" ] && [ "$offset" -gt "$EXPECTED_SIZE" ]; then
     say "the partial file is larger than the expected $EXPECTED_SIZE bytes; starting again"
@@ -2277,11 +2441,10 @@ while :; do
   esac
   status=$HTTP_STATUS
   if [ "$fetch_rc" = 0 ] && [ -n "$status" ] && [ "$status" -ge 200 ] && [ "$status" -lt 300 ]; then
-    case $CONTENT_TYPE in
-      text/html* | application/json* | application/problem+json* | application/xhtml*)
-        error_page "the server answered with a web page or an error message ($CONTENT_TYPE), not the model" ;;
-    esac
-    read -r SHA _ <"$WORK/sha" || SHA=""
+    if [ "$PAGE_TYPE" = 1 ]; then
+      error_page "the server answered with a web page or an error message ($CONTENT_TYPE), not the model"
+    fi
+    SHA=$STREAM_SHA
     size=$(file_size "$PART")
     if [ -z "$EXPECTED_SIZE" ] || [ "$size" -ge "$EXPECTED_SIZE" ]; then break; fi
     if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
@@ -2331,13 +2494,15 @@ while :; do
   backoff "$reason"
 done
 
-size=$(file_size "$PART")
-format_rc=0
-if [ -n "$SEGMENT_FORMAT" ]; then
-  # segments.py ran this very check (checks/formats.py) on the part, sparing an interpreter start.
-  FORMAT=${SEGMENT_FORMAT% *}
-  format_rc=${SEGMENT_FORMAT##* }
+stamp=$(file_stamp "$PART") || fail 15 "cannot read $PART; run this script again"
+size=${stamp%% *}
+format_rc=${PART_FORMAT##* }
+if [ -n "$PART_FORMAT" ] && is_uint "$format_rc"; then
+  # The streamer or segments.py ran this very check (checks/formats.py) on the finished part.
+  FORMAT=${PART_FORMAT% *}
+  WHY=$PART_WHY
 else
+  format_rc=0
   format_check "$PART" || format_rc=$?
 fi
 if [ "$format_rc" = 3 ]; then
@@ -2354,6 +2519,6 @@ if [ -n "$EXPECTED_SHA256" ] && [ "$SHA" != "$EXPECTED_SHA256" ]; then
 fi
 check_part "$format_rc"
 mv -f -- "$PART" "$DEST" || fail 15 "cannot move $PART into place; check permissions and free space"
-write_sidecar "$SHA"
+write_sidecar "$SHA" "$stamp" # the rename kept size, mtime and inode
 say "installed $DEST ($size bytes, sha256 $SHA)"
 report "$size" "$SHA"

@@ -31,7 +31,8 @@ REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; E
 empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
 `checks/formats.py`, NAME the file name the format check judges by).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
-Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check's answer) on success;
+Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check's answer, with `why REASON`
+when it fails) on success;
 `http_status N` before an HTTP failure.
 Exit codes follow the script's: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
 12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
@@ -1023,14 +1024,18 @@ class Download:
 
     def check_format(self) -> None:
         """The script's format check (`checks/formats.py`, its own `main`), run here to spare the
-        script another interpreter start; prints `format NAME CODE` for the script to act on."""
+        script another interpreter start; prints `format NAME CODE` (and `why REASON` when it
+        fails) for the script to act on."""
         import io
 
         formats = load_module("comfyfixer_formats", self.formats_py)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = formats.main([self.part, self.name])
         sys.stdout.write(f"format {out.getvalue().strip() or 'unknown'} {code}\n")
+        why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        if why:
+            sys.stdout.write(f"why {why}\n")
 
 
 def auth_stop(exc: Stop) -> Stop:

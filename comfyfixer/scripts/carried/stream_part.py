@@ -10,8 +10,21 @@ stdin, so once that byte (or the end of the stream) arrives the headers are read
   published size, else the size this answer announces): exit 5, so an endless body cannot fill the
   disk. Unbuffered writes keep the part a clean prefix of the file even when the process is killed.
 
-Run by every download script as: python -S -c <this file> PART HEADERS LIMIT (LIMIT may be empty).
-Standard library only. Exit 1: the part cannot be written; 0 otherwise (the digest, or "skip").
+It also does the checks that would otherwise each cost the script an interpreter start (tens of
+ms), with the very modules the script carries, executed from their text:
+- a redirect (3xx with a Location): the target is checked with `checks/hosts.py` before the script
+  requests it; printed as `location RAW`, then `hop URL` and `token 1|0` (the token may go there),
+  or `refused REASON`. The script uses the answer only when RAW is the Location it read itself;
+- once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
+  `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
+
+Run by every download script as:
+    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
+        GRANTED START CURRENT
+(LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
+the checks; the last six the arguments of `checks/hosts.py` for a redirect from CURRENT.) Standard
+library only. Prints `sha256 HEX` (or `skip`) and the lines above. Exit 1: the part cannot be
+written; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from types import ModuleType
 
 CHUNK = 1 << 20
 # A body we throw away (redirect, error page) is read this far, then the pipe is simply closed.
@@ -57,6 +71,46 @@ def read_headers(path: str, waited_for_body: bool) -> tuple[int | None, dict[str
         time.sleep(0.05)
 
 
+def load_module(name: str, text: str) -> ModuleType:
+    """A carried check run from its text as a module of its own (not __main__: its program part is idle)."""
+    module = ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
+    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = load_module(name, text).main(argv)
+    why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+    return int(code), out.getvalue(), why
+
+
+def next_hop(hosts_py: str, hosts_args: list[str], location: str) -> None:
+    """Check the target of a redirect before the script requests it (`checks/hosts.py`)."""
+    code, out, why = run_check("comfyfixer_hosts", hosts_py, [*hosts_args, location])
+    print(f"location {location}")
+    lines = out.split()
+    if code == 0 and len(lines) == 2:
+        print(f"hop {lines[0]}")
+        print(f"token {1 if lines[1] == 'token' else 0}")
+    else:
+        print(f"refused {why or 'the redirect target was refused'}")
+
+
+def check_format(formats_py: str, part: str, name: str) -> None:
+    """The format check of the finished part (`checks/formats.py`)."""
+    code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
+    print(f"format {out.strip() or 'unknown'} {code}")
+    if why:
+        print(f"why {why}")
+
+
 def announced_total(status: int, headers: dict[str, str]) -> int | None:
     if status == 206:
         total = headers.get("content-range", "").rpartition("/")[2].strip()
@@ -65,7 +119,9 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
     return int(length) if length.isdigit() else None
 
 
-def main(part: str, header_file: str, limit_arg: str) -> int:
+def main(argv: list[str]) -> int:
+    part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
+    hosts_args = argv[6:12]
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src:
@@ -77,6 +133,12 @@ def main(part: str, header_file: str, limit_arg: str) -> int:
                 first = src.readinto(buf) or 0
                 seen += first
             print("skip")
+            location = headers.get("location", "")
+            # Printable ASCII only: then the script's own reading of the Location is byte for byte
+            # this one; for anything else it runs the check itself.
+            printable = location.isascii() and location.isprintable()
+            if status in (301, 302, 303, 307, 308) and location and printable:
+                next_hop(hosts_py, hosts_args, location)
             return 0
         encoding = headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
@@ -103,12 +165,18 @@ def main(part: str, header_file: str, limit_arg: str) -> int:
                         done += out.write(view[done:n])
                     h.update(view[:n])
                     n = src.readinto(buf) or 0
+                complete = limit is not None and out.tell() == limit
         except OSError as exc:
             sys.stderr.write(f"comfyfixer: cannot write the partial file: {exc}\n")
             return 1
-    print(h.hexdigest())
+    print(f"sha256 {h.hexdigest()}")
+    if complete:
+        check_format(formats_py, part, name)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    if len(sys.argv) != 13:
+        sys.stderr.write(f"comfyfixer: stream_part: expected 12 arguments, got {len(sys.argv) - 1}\n")
+        sys.exit(2)
+    sys.exit(main(sys.argv[1:]))
