@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from comfyfixer.config import Settings
 from comfyfixer.errors import SourceError
 from comfyfixer.http import HttpSession, RequestCounter, build_client, hub_client
 from comfyfixer.models import Candidate, MissingModel, Resolution, SearchOutcome
+from comfyfixer.resolvers.attempt import Attempt
 from comfyfixer.resolvers.catalogue import VERIFIED_NAME, Catalogue, VerifiedCatalogue
 from comfyfixer.resolvers.civitai import CivitaiSource
 from comfyfixer.resolvers.decide import ESTABLISHED, TRUSTED, decide
@@ -42,23 +42,6 @@ log = logging.getLogger(__name__)
 # Civitai model types a prompt stem can name: `embedding:` -> TextualInversion, `<lora:>` -> LORA/LyCORIS.
 STEM_CIVITAI_TYPES = {"embeddings": ["TextualInversion"], "loras": ["LORA", "LoCon"]}
 BREAKER_THRESHOLD = 3  # consecutive failed searches after which a source is skipped for the run
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """Evidence gathered while resolving one model."""
-
-    model: MissingModel
-    evidence: list[str] = field(default_factory=list)
-    auth: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    seen: list[Candidate] = field(default_factory=list)
-    # A lone Hugging Face copy from an unknown uploader, kept in case Civitai has nothing better.
-    unverified: list[Candidate] = field(default_factory=list)
-    unverified_why: str = ""
-
-    def note(self, text: str) -> None:
-        self.evidence.append(text)
 
 
 def _filing(candidate: Candidate) -> str:
@@ -168,7 +151,7 @@ class Finder:
         return self.validator.validate(candidate, check_name=check_name)
 
     def _try(
-        self, attempt: _Attempt, candidates: Iterable[Candidate], *, check_name: bool = True
+        self, attempt: Attempt, candidates: Iterable[Candidate], *, check_name: bool = True
     ) -> Candidate | None:
         """The first candidate that validates; rejections are recorded on the attempt."""
         for c in candidates:
@@ -188,7 +171,7 @@ class Finder:
 
     def _settle(
         self,
-        attempt: _Attempt,
+        attempt: Attempt,
         source: str,
         candidates: list[Candidate],
         expected_sha: str | None,
@@ -222,7 +205,7 @@ class Finder:
             return None, [g[0] for g in decision.groups], f"{source}: {decision.reason}"
         return None, [], decision.reason
 
-    def _found(self, attempt: _Attempt, candidate: Candidate, why: str = "") -> Resolution:
+    def _found(self, attempt: Attempt, candidate: Candidate, why: str = "") -> Resolution:
         reason = f"found on {candidate.source}" + (f" ({why})" if why else "")
         if attempt.model.directory is None and candidate.directory_hint:
             # No loader node said where it goes: the source's own filing is the evidence.
@@ -231,7 +214,7 @@ class Finder:
 
     def _finish(
         self,
-        attempt: _Attempt,
+        attempt: Attempt,
         outcome: SearchOutcome,
         reason: str,
         *,
@@ -259,7 +242,7 @@ class Finder:
         """The start-up probe found `source` unreachable: skip it for the run, saying `sentence` per model."""
         self.down[source] = sentence
 
-    def _source_open(self, attempt: _Attempt, source: str) -> bool:
+    def _source_open(self, attempt: Attempt, source: str) -> bool:
         if source in self.down:
             attempt.note(self.down[source])
             attempt.errors.append(self.down[source])
@@ -272,7 +255,7 @@ class Finder:
         return True
 
     def _record_errors(
-        self, attempt: _Attempt, source: str, errors: list[SourceError], had_answer: bool
+        self, attempt: Attempt, source: str, errors: list[SourceError], had_answer: bool
     ) -> None:
         for exc in errors:
             attempt.note(f"{source} error: {exc.message}")
@@ -286,7 +269,7 @@ class Finder:
     def find(self, model: MissingModel) -> Resolution:
         """Resolve one missing model. Never raises for source problems."""
         self.counter.begin_model()
-        attempt = _Attempt(model)
+        attempt = Attempt(model)
         plan = plan_hints(model, self.settings)
         for step in (self._from_hints, self._from_catalogues, self._from_huggingface, self._from_civitai):
             result = step(attempt, plan)
@@ -294,7 +277,7 @@ class Finder:
                 return result
         return self._conclude(attempt)
 
-    def _from_hints(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+    def _from_hints(self, attempt: Attempt, plan: HintPlan) -> Resolution | None:
         """1. The workflow's own hints: its URLs, then the repos and model pages it links to."""
         for text in plan.rejected:
             attempt.note(text)
@@ -308,7 +291,7 @@ class Finder:
                 return result
         return None
 
-    def _from_catalogues(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+    def _from_catalogues(self, attempt: Attempt, plan: HintPlan) -> Resolution | None:
         """2. Files this tool verified before, then ComfyUI-Manager's list."""
         model = attempt.model
         ok = self._try(attempt, self.verified.lookup(model.file_name, model.directory), check_name=False)
@@ -323,7 +306,7 @@ class Finder:
             attempt.note(f"catalogue {self.catalogue.status}")
         return None
 
-    def _from_huggingface(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+    def _from_huggingface(self, attempt: Attempt, plan: HintPlan) -> Resolution | None:
         """3. Hugging Face."""
         if self.huggingface is None or not self._source_open(attempt, "huggingface"):
             return None
@@ -344,7 +327,7 @@ class Finder:
             attempt.unverified, attempt.unverified_why = reps, why
         return None
 
-    def _from_civitai(self, attempt: _Attempt, plan: HintPlan) -> Resolution | None:
+    def _from_civitai(self, attempt: Attempt, plan: HintPlan) -> Resolution | None:
         """4. Civitai."""
         if self.civitai is None or not self._source_open(attempt, "civitai"):
             return None
@@ -363,7 +346,7 @@ class Finder:
             return self._finish(attempt, "ambiguous", why, candidates=reps)
         return None
 
-    def _conclude(self, attempt: _Attempt) -> Resolution:
+    def _conclude(self, attempt: Attempt) -> Resolution:
         """No source settled it: say whether it is ambiguous, a source failed, or nothing exists."""
         if attempt.unverified:
             return self._finish(attempt, "ambiguous", attempt.unverified_why, candidates=attempt.unverified)
@@ -377,7 +360,7 @@ class Finder:
             return self._finish(attempt, "not_found", "every candidate with this name was rejected")
         return self._finish(attempt, "not_found", f"no source has a file named {attempt.model.file_name!r}")
 
-    def _from_link(self, attempt: _Attempt, link: LinkTarget, expected_sha: str | None) -> Resolution | None:
+    def _from_link(self, attempt: Attempt, link: LinkTarget, expected_sha: str | None) -> Resolution | None:
         """Look inside a Hub repo or Civitai model page the workflow links to."""
         name = attempt.model.file_name
         hits: list[Candidate] = []
