@@ -50,8 +50,3 @@ def stack_of(name: str) -> Stack:
         _STACKS[name] = Stack(importlib.import_module(name), importlib.import_module(core_name))
     return _STACKS[name]
 
-
-def stack_errors(name: str) -> tuple[type[BoundExceeded], type[BoundExceeded]]:
-    """(bound exceeded, host down) exception classes of the stack `name` ("httpx" or "httpx2")."""
-    s = stack_of(name)
-    return s.bound, s.down
