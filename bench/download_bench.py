@@ -1,6 +1,7 @@
 """Download benchmark: the generated script against curl, aria2c and hf_hub_download on a capped CDN.
 
     python3 bench/download_bench.py [--size-mib 256] [--rate-mbs 40] [--rounds 5] [--segments 16]
+        [--no-resume] [--small-only]
 
 A fake Hugging Face hub (`tests/fakes`) whose CDN caps every connection at --rate-mbs (`capped.py`,
 as the hubs' CDNs do) serves one safetensors file of --size-mib. Every client starts from the hub's
@@ -17,8 +18,9 @@ timing for the peers; the script hashes as part of its own run, as it must befor
     every run (excluded). Wall time, CPU (user + system of the process and its children), and per
     round the paired ratio script / peer; the table gives medians. Targets: script <= 1.15x the
     fastest peer, CPU <= 1.5x aria2c's.
-(2) Fixed cost: the script and curl on a 1 KiB file (single stream) and on a 2 MiB file with the
-    segment threshold lowered to 1 MiB (the segmented path), median of --rounds.
+(2) Fixed cost: the script and curl on a 1 KiB file (single stream: one redirect, so two checked
+    hops) and on a 2 MiB file with the segment threshold lowered to 1 MiB (the segmented path),
+    interleaved, median of --rounds (every run printed). --small-only runs just this part.
 (3) Resume: each client is cut (SIGTERM to its process group) once the CDN has sent half the file,
     then run again; the CDN's byte counter gives what the second run re-sent. Target <= 55%.
 """
@@ -232,9 +234,9 @@ def resume(client: Client, tmp: Path, cdn: CappedServer, size: int, sha: str) ->
     return cut, resent
 
 
-def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> dict[str, float]:
-    """Median wall times on small files: 1 KiB (single stream) and 2 MiB through the segments."""
-    out: dict[str, float] = {}
+def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> dict[str, list[float]]:
+    """Wall times on small files: 1 KiB (single stream) and 2 MiB through the segments."""
+    out: dict[str, list[float]] = {}
     for label, size, threshold in (("1 KiB", 1024, "32"), ("2 MiB segmented", 2 * MIB, "1")):
         data = safetensors_bytes(size)
         name = f"small{size}.safetensors"
@@ -248,8 +250,8 @@ def fixed_cost(tmp: Path, hub: FakeHub, count: int) -> dict[str, float]:
                 wall, _ = timed(client, work)
                 if i:
                     client.walls.append(wall)
-        out[f"script {label}"] = statistics.median(script.walls)
-        out[f"curl {label}"] = statistics.median(curl.walls)
+        out[f"script {label}"] = script.walls
+        out[f"curl {label}"] = curl.walls
     os.environ.pop("COMFYFIXER_SEGMENT_MIN_MIB")
     return out
 
@@ -263,11 +265,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--segments", type=int, default=16, help="COMFYFIXER_SEGMENTS for the script")
     parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument("--small-only", action="store_true", help="only the fixed cost on small files")
     args = parser.parse_args()
     for tool in ("curl", "aria2c", "bash"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed for this benchmark")
     os.environ["COMFYFIXER_SEGMENTS"] = str(args.segments)
+    if args.small_only:
+        small_only(args)
+        return
     size = args.size_mib * MIB
     data = safetensors_bytes(size)
     sha = hashlib.sha256(data).hexdigest()
@@ -287,13 +293,35 @@ def main() -> None:
     report(clients, cuts, args, size, load, small)
 
 
+def small_only(args: argparse.Namespace) -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="comfyfixer-bench-") as td,
+        CappedServer(args.rate_mbs * 1e6) as cdn,
+        FakeHub(cdn=cdn) as hub,
+    ):
+        load = os.getloadavg()[0]
+        small = fixed_cost(Path(td), hub, args.rounds)
+        load = max(load, os.getloadavg()[0])
+    print(f"small files, CDN capped at {args.rate_mbs:g} MB/s per connection, 1-min load up to {load:.1f}")
+    report_small(small)
+
+
+def report_small(small: dict[str, list[float]]) -> None:
+    print(
+        "small files (median wall): "
+        + ", ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in small.items())
+    )
+    runs = "; ".join(f"{k} [{', '.join(f'{w * 1000:.0f}' for w in v)}]" for k, v in small.items())
+    print(f"small-file runs (ms): {runs}")
+
+
 def report(
     clients: list[Client],
     cuts: dict[str, tuple[float, float]],
     args: argparse.Namespace,
     size: int,
     load: float,
-    small: dict[str, float],
+    small: dict[str, list[float]],
 ) -> None:
     script = clients[0]
     ideal = size / (args.segments * args.rate_mbs * 1e6)
@@ -323,11 +351,9 @@ def report(
         f"by median: {fastest.name})"
     )
     print("runs: " + "; ".join(f"{c.name} [{', '.join(f'{w:.2f}' for w in c.walls)}]" for c in clients))
-    print(
-        "small files (median wall): "
-        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in small.items())
-        + f"; ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s"
-    )
+    print("CPU runs: " + "; ".join(f"{c.name} [{', '.join(f'{u:.2f}' for u in c.cpus)}]" for c in clients))
+    print(f"ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s")
+    report_small(small)
 
 
 if __name__ == "__main__":

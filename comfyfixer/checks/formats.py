@@ -18,7 +18,11 @@ import json
 import os
 import struct
 import sys
-from typing import BinaryIO
+
+# Annotations only (postponed): importing typing would cost every download script's check ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 SNIFF_BYTES = 512
 # A safetensors JSON header above this is not plausible (real ones are KBs to a few MB).

@@ -18,7 +18,11 @@ from __future__ import annotations
 import pickletools
 import sys
 import zipfile
-from typing import IO
+
+# Annotations only (postponed): importing typing would cost every download script's gate ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 
 def _words(text: str) -> tuple[str, ...]:
