@@ -20,8 +20,10 @@ import pytest
 from comfyfixer.config import Settings
 from comfyfixer.scripts.render import (
     BODY_MARKER,
+    BODY_PARTS,
     CARRIED,
     EXIT_CODES,
+    SEGMENT_MODULES,
     ScriptPlan,
     body,
     carried_program,
@@ -138,12 +140,22 @@ def test_values_round_trip_through_quoting(key: str) -> None:
     assert values["EXPECTED_SIZE"] == ("" if plan.size is None else str(plan.size))
 
 
-def test_download_sh_is_shellcheck_clean_as_a_file() -> None:
+@pytest.mark.parametrize("part", BODY_PARTS)
+def test_each_body_part_is_shellcheck_clean_as_a_file(part: str) -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    source = Path(__file__).parents[1] / "comfyfixer" / "scripts" / "download.sh"
+    source = Path(__file__).parents[1] / "comfyfixer" / "scripts" / part
     result = subprocess.run(["shellcheck", str(source)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert subprocess.run(["bash", "-n", str(source)], check=False).returncode == 0
+
+
+def test_the_segmented_downloader_gets_its_modules_in_the_loader_order() -> None:
+    # download.sh's segments_py hands the loader the names and texts in render.SEGMENT_MODULES order.
+    names = " ".join(SEGMENT_MODULES)
+    texts = " ".join(f'"${variable}"' for variable in SEGMENT_MODULES.values())
+    flat = re.sub(r"\s*\\\n\s*", " ", body())
+    assert f'-c "$LOADER_PY" "{names}" {texts} -- ' in flat
 
 
 def test_lint_stand_ins_name_exactly_what_render_writes() -> None:

@@ -23,10 +23,12 @@ import pytest
 
 from comfyfixer.checks import formats, hosts
 from comfyfixer.scripts.carried import segments
+from comfyfixer.scripts.carried.rules import Rules
+from comfyfixer.scripts.render import segments_program
 from tests.fakes.files import FileServer
 from tests.fakes.server import Exchange
 
-PROGRAM = Path(segments.__file__).read_text(encoding="utf-8")
+PROGRAM = segments_program()  # the loader, the module names, their texts, "--"
 HOSTS_PY = Path(hosts.__file__).read_text(encoding="utf-8")
 FORMATS_PY = Path(formats.__file__).read_text(encoding="utf-8")
 MIB = 1 << 20
@@ -53,7 +55,7 @@ def command(part: Path, url: str, size: int | None, *, connections: int = 4, suf
         sys.executable,
         "-S",
         "-c",
-        PROGRAM,
+        *PROGRAM,
         str(part),
         url,
         "" if size is None else str(size),
@@ -382,7 +384,7 @@ def test_host_rule_is_the_one_of_checks_hosts() -> None:
     from comfyfixer.config import Settings
 
     rule = Settings(extra_allowed_hosts=("mirror.local",)).host_rule
-    rules = segments.Rules(
+    rules = Rules(
         " ".join(rule.allowed),
         " ".join(rule.http_hosts),
         " ".join(rule.suffixes),

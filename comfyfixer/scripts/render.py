@@ -3,8 +3,8 @@
 Every per-model value is set once at the top with `shlex.quote`; comment lines get an escaped
 copy (no newline or control character can end a comment early). Then come the stdlib-only Python
 programs in `carried/`, each as a quoted variable (a script runs alone, with no comfyfixer
-installed), then the constant body: `download.sh` from its marker line on. The exit codes below are
-the contract with `run.py` and the pipeline.
+installed), then the constant body: the BODY_PARTS (`download.sh`, ...), each from its marker line
+on. The exit codes below are the contract with `run.py` and the pipeline.
 """
 
 from __future__ import annotations
@@ -72,9 +72,31 @@ CARRIED: dict[str, tuple[str, str]] = {
     "HOSTS_PY": ("comfyfixer.checks", "hosts.py"),
     "FORMATS_PY": ("comfyfixer.checks", "formats.py"),
     "PICKLES_PY": ("comfyfixer.checks", "pickles.py"),
+    # The segmented downloader: one module per concept, installed from their texts by `loader.py`
+    # in SEGMENT_MODULES order (download.sh's segments_py passes them so).
+    "LOADER_PY": ("comfyfixer.scripts.carried", "loader.py"),
+    "OUTCOME_PY": ("comfyfixer.scripts.carried", "outcome.py"),
+    "RULES_PY": ("comfyfixer.scripts.carried", "rules.py"),
+    "PIECES_PY": ("comfyfixer.scripts.carried", "pieces.py"),
+    "HTTP_CLIENT_PY": ("comfyfixer.scripts.carried", "http_client.py"),
+    "PREFIX_HASH_PY": ("comfyfixer.scripts.carried", "prefix_hash.py"),
+    "TRANSFER_PY": ("comfyfixer.scripts.carried", "transfer.py"),
     "SEGMENTS_PY": ("comfyfixer.scripts.carried", "segments.py"),
 }
+# Module name -> its variable above, in the order the loader installs them (the program last).
+SEGMENT_MODULES: dict[str, str] = {
+    "outcome": "OUTCOME_PY",
+    "rules": "RULES_PY",
+    "pieces": "PIECES_PY",
+    "http_client": "HTTP_CLIENT_PY",
+    "prefix_hash": "PREFIX_HASH_PY",
+    "transfer": "TRANSFER_PY",
+    "segments": "SEGMENTS_PY",
+}
 BODY_MARKER = "# ---- body: render.py copies every line below into each script ----\n"
+# The script's constant body, one concept per file: settings and shared helpers, the checks, the
+# single stream, the segmented path, then the steps in order.
+BODY_PARTS = ("download.sh", "checks.sh", "stream.sh", "segmented.sh", "flow.sh")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SECRET_PARAMS = frozenset({"token", "api_key", "apikey", "access_token", "hf_token"})
@@ -173,12 +195,16 @@ def comment_text(value: object) -> str:
 
 @cache
 def body() -> str:
-    """The constant part of every script: `download.sh` after its marker (above it: notes, lint stand-ins)."""
-    text = resources.files(__package__).joinpath("download.sh").read_text(encoding="utf-8")
-    _, found, rest = text.partition(BODY_MARKER)
-    if not found:
-        raise RuntimeError("download.sh has lost its body marker line")
-    return rest
+    """The constant part of every script: each of BODY_PARTS after its marker (above it: notes, lint
+    stand-ins), joined in order (functions first, `flow.sh` runs the steps)."""
+    texts = []
+    for name in BODY_PARTS:
+        text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+        _, found, rest = text.partition(BODY_MARKER)
+        if not found:
+            raise RuntimeError(f"{name} has lost its body marker line")
+        texts.append(rest)
+    return "\n".join(texts)
 
 
 @cache
@@ -186,6 +212,12 @@ def carried_program(variable: str) -> str:
     """The text of one program a script carries (a key of CARRIED), exactly as shipped."""
     package, file_name = CARRIED[variable]
     return resources.files(package).joinpath(file_name).read_text(encoding="utf-8")
+
+
+def segments_program() -> list[str]:
+    """What follows `python -S -c` to run the segmented downloader as a script does, before its ARGS."""
+    texts = [carried_program(variable) for variable in SEGMENT_MODULES.values()]
+    return [carried_program("LOADER_PY"), " ".join(SEGMENT_MODULES), *texts, "--"]
 
 
 def _q(value: str) -> str:

@@ -798,75 +798,67 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 '
 # shellcheck disable=SC2016
-SEGMENTS_PY='"""Download one large file over several ranged connections into a single preallocated part file.
+LOADER_PY='"""Run a carried program made of several modules, from their texts (the segmented downloader).
 
-Carried verbatim by every download script and run as `python -S -c <this file> ARGS` (standard
-library only: a script runs alone, with no comfyfixer installed). The script calls it for files
-above a size threshold; it answers with exit code 3 ("use the single stream") when the server does
-not serve ranges, when a proxy is configured, or when this Python cannot verify the server'"'"'s TLS
-certificate, and the script'"'"'s curl stream takes over with an empty part.
-
-How it works (why, not what):
-- The file is cut into pieces handed out in file order to N connections (keep-alive, one request
-  per piece). Pieces arrive almost in order, so the sha256 of the contiguous prefix is computed
-  while the transfer runs (re-read from the page cache) and only the last few pieces are hashed
-  after it: equal static segments would leave 15/16 of the file to hash at the end.
-- Pieces start at 1 MiB (file size / 16 per connection, at most 16 MiB) and grow with the measured
-  request latency x speed of each connection, so a far CDN does not spend its time on round trips.
-- Every request and redirect hop is checked: the host rule (allowed hosts; signed storage hosts by
-  suffix only as redirect targets; plain http only for configured hosts), `Accept-Encoding:
-  identity` with any other encoding refused, no HTML/JSON answer, `Content-Range` exactly the
-  bytes asked for of a file of the expected size, never a byte written past the file'"'"'s end. The
-  token goes only to the original URL'"'"'s origin, never to a redirect target.
-- A signed redirect target that stops working (401/403/410 mid-download: the signature expired) is
-  re-resolved from the original URL, once per expiry, shared by all connections.
-- Resume: `<part>.segments` (JSON) lists the byte ranges on disk, the file'"'"'s size, validator and
-  URL. It is written before the part is extended, then every 0.25 s and on exit (Ctrl-C, SIGTERM,
-  errors). Without a published sha256 nothing would catch a part that a crash left with holes, so
-  then the part is fdatasync'"'"'ed before each record write. A part without a record is a prefix
-  (the curl stream'"'"'s resume rule). Any doubt about the record means starting from zero.
-
-Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
-REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; EXPECTED_SIZE may be
-empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
-`checks/formats.py`, NAME the file name the format check judges by).
-The token, if any, is the first line of standard input (never an argument: `ps` shows those).
-Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer, with `why REASON`
-when it fails) on success;
-`http_status N` before an HTTP failure.
-Exit codes follow the script'"'"'s: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
-12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
-answer, 130 interrupted (the record is saved).
+A download script runs alone, with no comfyfixer installed, so it carries each module'"'"'s text and runs
+    python -S -c <this file> NAMES TEXT... -- ARGS
+NAMES: the modules'"'"' names, space-separated, each imported only by those after it; the last one is
+the program, run as __main__ with ARGS as its arguments. Every module is installed under the package
+it comes from (`comfyfixer.scripts.carried`), so its relative imports work as they do there. Nothing
+is read from or written to disk (no cache to poison): each text is compiled from the argument.
+Standard library only; one module per concept costs no more start-up than one long text.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import signal
 import sys
-import threading
-import time
+from types import ModuleType
 
-# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+PACKAGE = "comfyfixer.scripts.carried"
+
+
+def install(name: str, qualified: str, text: str) -> None:
+    module = ModuleType(qualified)
+    module.__package__ = PACKAGE
+    sys.modules[qualified] = module
+    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
+
+
+def main(argv: list[str]) -> int:
+    names = argv[0].split() if argv else []
+    texts = argv[1 : 1 + len(names)]
+    if not names or len(texts) != len(names) or argv[1 + len(names) : 2 + len(names)] != ["--"]:
+        sys.stderr.write("comfyfixer: usage: loader NAMES TEXT... -- ARGS\n")
+        return 2
+    for parent in ("comfyfixer", "comfyfixer.scripts", PACKAGE):  # what the relative imports resolve in
+        package = ModuleType(parent)
+        package.__path__ = []
+        sys.modules.setdefault(parent, package)
+    sys.argv = [names[-1], *argv[2 + len(names) :]]
+    for name, text in zip(names[:-1], texts[:-1], strict=True):
+        install(name, f"{PACKAGE}.{name}", text)
+    install(names[-1], "__main__", texts[-1])  # the program: its `if __name__ == "__main__"` part runs
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+'
+# shellcheck disable=SC2016
+OUTCOME_PY='"""How a segmented download ends: the exit codes it shares with the script, and the two exceptions.
+
+Part of the segmented downloader a script carries (`segments.py`; `loader.py` installs the parts).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
 
 OK, FALLBACK, NETWORK, AUTH, NOT_MODEL, SIZE, WRITE, HOST, COMPRESSED = 0, 3, 10, 11, 12, 13, 15, 21, 22
 INTERRUPTED = 130
 MIB = 1 << 20
-READ_BLOCK = MIB
-MAX_PIECE = 64 * MIB
-MIN_STEAL = 512 << 10
-MAX_HEADER = 64 << 10
-MAX_HOPS = 10
-MAX_RESOLVES = 20  # signed URLs re-resolved in one run (each expiry costs one)
-TIMEOUT = 30.0  # seconds without a byte before a connection counts as failed
-RECORD_EVERY = 0.25
-BAD_TYPES = ("text/html", "application/json", "application/problem+json", "application/xhtml")
 
 
 class Stop(Exception):
@@ -896,9 +888,22 @@ def say(message: str) -> None:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.isdigit() else default
+'
+# shellcheck disable=SC2016
+RULES_PY='"""Where requests may go (the host rule of `checks/hosts.py`, executed from its text) and URL parts.
 
+Part of the segmented downloader a script carries (`segments.py`). Standard library only.
+"""
 
-# ---- URLs and the host rule ----------------------------------------------------------------------
+from __future__ import annotations
+
+import os
+import sys
+
+# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Rules:
@@ -976,9 +981,30 @@ def proxied(url: str) -> bool:
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return False
     return True
+'
+# shellcheck disable=SC2016
+PIECES_PY='"""The piece plan (what is on disk, being fetched, left; handed out in file order) and the resume record.
 
+Part of the segmented downloader a script carries (`segments.py`). Standard library only.
+"""
 
-# ---- the piece plan and the resume record ----------------------------------------------------------
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+
+from .outcome import MIB
+
+# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+READ_BLOCK = MIB
+MAX_PIECE = 64 * MIB
+MIN_STEAL = 512 << 10
 
 
 class Piece:
@@ -1139,9 +1165,30 @@ def usable_ranges(
         ranges.append((a, b))
     validator = data.get("validator")
     return merge(ranges), validator if isinstance(validator, str) else ""
+'
+# shellcheck disable=SC2016
+HTTP_CLIENT_PY='"""A small HTTP/1.1 client for ranged GETs, with the script'"'"'s rules on every request and redirect hop.
 
+Part of the segmented downloader a script carries (`segments.py`). Standard library only.
+"""
 
-# ---- HTTP -------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from .outcome import AUTH, COMPRESSED, FALLBACK, HOST, INTERRUPTED, NETWORK, NOT_MODEL, SIZE, Retry, Stop
+from .rules import Rules, origin, split_url
+
+# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_HEADER = 64 << 10
+MAX_HOPS = 10
+TIMEOUT = 30.0  # seconds without a byte before a connection counts as failed
+BAD_TYPES = ("text/html", "application/json", "application/problem+json", "application/xhtml")
 
 
 class Connection:
@@ -1397,10 +1444,114 @@ def check_answer(r: Response, first: int, last: int, size: int | None) -> int:
     raise Stop(NETWORK, f"HTTP {status} from the server", status)
 
 
-# ---- the download ---------------------------------------------------------------------------------
+def auth_stop(exc: Stop) -> Stop:
+    """A 401/403 from the original URL means a login is missing (the script says which token)."""
+    if exc.status in (401, 403):
+        return Stop(AUTH, f"the server refused access (HTTP {exc.status})", exc.status)
+    return exc
 
 
-class Download:
+def strong_validator(r: Response) -> str:
+    etag = r.header("ETag")
+    return "" if not etag or etag.startswith("W/") else etag
+'
+# shellcheck disable=SC2016
+PREFIX_HASH_PY='"""The sha256 of the part, computed while the transfer runs: it follows the contiguous prefix on disk.
+
+Part of the segmented downloader a script carries (`segments.py`). Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from .outcome import MIB
+
+# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from typing import Any
+
+    from .pieces import Plan
+
+
+def hash_prefix(fd: int, plan: Plan, stop: threading.Event) -> str:
+    """sha256 of the file, following the contiguous prefix on disk as it grows.
+
+    The part is mapped rather than read: hashing from the page cache without a copy costs a
+    fifth less CPU on a 256 MiB file (preadv is the fallback where mapping fails).
+    """
+    h = hashlib.sha256()
+    try:
+        import mmap
+
+        mapped: Any = mmap.mmap(fd, plan.size, prot=mmap.PROT_READ)
+    except (ImportError, OSError, ValueError, OverflowError):
+        mapped = None
+    buf = bytearray(0 if mapped is not None else 4 * MIB)
+    view = memoryview(mapped if mapped is not None else buf)
+    pos = 0
+    try:
+        while pos < plan.size:
+            plan.progress.clear()  # before reading the prefix: a write after it wakes the wait
+            end = plan.prefix()
+            if end <= pos:
+                if stop.is_set():
+                    return ""
+                plan.progress.wait(0.05)
+                continue
+            while pos < end:
+                step = min(4 * MIB, end - pos)
+                if mapped is not None:
+                    h.update(view[pos : pos + step])
+                    pos += step
+                    continue
+                n = os.preadv(fd, [view[:step]], pos)
+                if n <= 0:
+                    raise OSError(f"unexpected end of file at byte {pos}")
+                h.update(view[:n])
+                pos += n
+    finally:
+        view.release()
+        if mapped is not None:
+            mapped.close()
+    return h.hexdigest()
+'
+# shellcheck disable=SC2016
+TRANSFER_PY='"""One segmented download'"'"'s state and its transfer: N connections fetching pieces, the hash, the record.
+
+Part of the segmented downloader a script carries (`segments.py`, whose `Download` adds the start:
+probe, resume record, preallocation). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+
+from .http_client import Fetcher, Response, auth_stop, check_answer, strong_validator
+from .outcome import INTERRUPTED, MIB, NETWORK, OK, WRITE, Retry, Stop, env_int, say
+from .pieces import READ_BLOCK, Piece, Plan, Record
+from .prefix_hash import hash_prefix
+from .rules import Rules, load_module
+
+# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_RESOLVES = 20  # signed URLs re-resolved in one run (each expiry costs one)
+RECORD_EVERY = 0.25
+
+
+class Transfer:
+    """The state every connection shares, and the transfer itself (`Download` in `segments.py` starts it)."""
+
     def __init__(self, args: list[str], token: str) -> None:
         (self.part, url, expected, segments, min_size, user_agent, durable) = args[:7]
         rules = Rules(*args[7:12])
@@ -1436,82 +1587,6 @@ class Download:
         self.fail(Stop(INTERRUPTED, "interrupted"))
         self.fetcher.close_all()
 
-    def stream_prefix(self) -> int:
-        """How much of the part the single stream may keep (a clean prefix) if it takes over."""
-        if self.plan is not None:
-            return self.plan.prefix()
-        return 0 if self.owns_part else -1  # -1: leave the part as it is
-
-    # -- start: probe, record, preallocation ------------------------------------------------------
-    def run(self) -> int:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, self.interrupt)
-        url = self.fetcher.url
-        saved = self.record.load()
-        self.owns_part = saved is not None
-        if proxied(url):
-            raise Stop(FALLBACK, "a proxy is configured; curl honours it")
-        reuse = usable_ranges(saved, url, self.expected)
-        done: list[tuple[int, int]] = []
-        validator = ""
-        if reuse is not None:
-            done, validator = reuse
-        elif saved is None:
-            try:
-                prefix = os.path.getsize(self.part)  # the curl stream'"'"'s part: a clean prefix
-            except OSError:
-                prefix = 0
-            if prefix and (self.expected is None or prefix <= self.expected):
-                done = [(0, prefix)]
-        else:
-            say("the resume record does not match this download; starting from zero")
-        head: Piece | None = None
-        if self.expected is not None:
-            plan = self.plan = Plan(self.expected, done, self.connections)
-            if not plan.gaps:
-                return self.finish_from_disk()
-            head = plan.take(plan.base_piece)
-            assert head is not None
-            answer, total = self.probe(head.start, head.end - 1)
-        else:
-            answer, total = self.probe(0, 0)
-            self.fetcher.discard(answer)  # the one byte: keeps the connection for the next request
-            if total < self.min_size:
-                raise Stop(FALLBACK, "small file")
-            plan = Plan(total, [r for r in done if r[1] <= total], self.connections)
-        new_validator = strong_validator(answer)
-        if done and validator and new_validator and validator != new_validator:
-            say("the file changed on the server since the last run; starting from zero")
-            if head is not None:
-                self.fetcher.discard(answer)
-            plan = Plan(total, [], self.connections)
-            head = None
-        self.fetcher.validator = new_validator
-        self.plan = plan
-        self.open_part(total)
-        return self.transfer(answer if head is not None else None, head)
-
-    def probe(self, first: int, last: int) -> tuple[Response, int]:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = self.fetcher.resolve(first, last)
-                try:
-                    total = check_answer(answer, first, last, self.expected)
-                except (Stop, Retry):
-                    self.fetcher.discard(answer)
-                    raise
-            except Retry as exc:
-                if attempt >= self.max_attempts:
-                    raise Stop(NETWORK, f"{exc} after {attempt} attempts") from None
-                self.backoff(attempt, exc)
-                continue
-            except Stop as exc:
-                raise auth_stop(exc) from None
-            self.fetcher.resolved = answer.url
-            return answer, total
-
     def backoff(self, attempt: int, exc: Retry) -> None:
         """Sleep before the next attempt; raises Stop when interrupted meanwhile."""
         if self.stop.is_set():
@@ -1523,37 +1598,6 @@ class Download:
         say(f"{exc}; retrying in {delay:g}s (attempt {attempt + 1} of {self.max_attempts})")
         if self.stop.wait(delay):
             raise self.failure or Stop(INTERRUPTED, "interrupted")
-
-    def open_part(self, total: int) -> None:
-        assert self.plan is not None
-        try:
-            # The record comes first: a part extended before it exists would look like a full prefix.
-            self.record.save(total, self.fetcher.validator, self.plan.snapshot())
-            self.owns_part = True
-            self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
-            have = os.fstat(self.fd).st_size
-            if have < total:
-                st = os.statvfs(self.part)
-                room = st.f_bavail * st.f_frsize
-                if room < total - have:
-                    raise Stop(
-                        WRITE,
-                        f"not enough free space for {self.part}: {total - have} more bytes needed,"
-                        f" {room} free",
-                    )
-            if have != total:
-                os.ftruncate(self.fd, total)
-        except OSError as exc:
-            raise Stop(WRITE, f"cannot write {self.part}: {exc.strerror or exc}") from None
-
-    def finish_from_disk(self) -> int:
-        """Every byte arrived before an interruption: only the hash is missing."""
-        try:
-            self.fd = os.open(self.part, os.O_RDONLY)
-        except OSError as exc:
-            raise Stop(WRITE, f"cannot read {self.part}: {exc.strerror or exc}") from None
-        self.hash_prefix()
-        return self.report()
 
     # -- the transfer -------------------------------------------------------------------------------
     def transfer(self, first_answer: Response | None, head: Piece | None) -> int:
@@ -1769,53 +1813,10 @@ class Download:
     # -- the hash -------------------------------------------------------------------------------------
     def hash_thread(self) -> None:
         try:
-            self.hash_prefix()
+            assert self.plan is not None
+            self.sha256 = hash_prefix(self.fd, self.plan, self.stop)
         except BaseException as exc:
             self.hash_error = exc
-
-    def hash_prefix(self) -> None:
-        """sha256 of the file, following the contiguous prefix on disk as it grows.
-
-        The part is mapped rather than read: hashing from the page cache without a copy costs a
-        fifth less CPU on a 256 MiB file (preadv is the fallback where mapping fails).
-        """
-        plan = self.plan
-        assert plan is not None
-        h = hashlib.sha256()
-        try:
-            import mmap
-
-            mapped: Any = mmap.mmap(self.fd, plan.size, prot=mmap.PROT_READ)
-        except (ImportError, OSError, ValueError, OverflowError):
-            mapped = None
-        buf = bytearray(0 if mapped is not None else 4 * MIB)
-        view = memoryview(mapped if mapped is not None else buf)
-        pos = 0
-        try:
-            while pos < plan.size:
-                plan.progress.clear()  # before reading the prefix: a write after it wakes the wait
-                end = plan.prefix()
-                if end <= pos:
-                    if self.stop.is_set():
-                        return
-                    plan.progress.wait(0.05)
-                    continue
-                while pos < end:
-                    step = min(4 * MIB, end - pos)
-                    if mapped is not None:
-                        h.update(view[pos : pos + step])
-                        pos += step
-                        continue
-                    n = os.preadv(self.fd, [view[:step]], pos)
-                    if n <= 0:
-                        raise OSError(f"unexpected end of file at byte {pos}")
-                    h.update(view[:n])
-                    pos += n
-        finally:
-            view.release()
-            if mapped is not None:
-                mapped.close()
-        self.sha256 = h.hexdigest()
 
     def report(self) -> int:
         assert self.plan is not None
@@ -1840,18 +1841,191 @@ class Download:
         why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
         if why:
             sys.stdout.write(f"why {why}\n")
+'
+# shellcheck disable=SC2016
+SEGMENTS_PY='"""Download one large file over several ranged connections into a single preallocated part file.
+
+Carried verbatim by every download script, with the modules it imports (outcome, rules, pieces,
+http_client, prefix_hash, transfer: one concept each), and run through `loader.py` as
+`python -S -c <loader> NAMES TEXTS... -- ARGS` (standard library only: a script runs alone, with no
+comfyfixer installed). The script calls it for files
+above a size threshold; it answers with exit code 3 ("use the single stream") when the server does
+not serve ranges, when a proxy is configured, or when this Python cannot verify the server'"'"'s TLS
+certificate, and the script'"'"'s curl stream takes over with an empty part.
+
+How it works (why, not what):
+- The file is cut into pieces handed out in file order to N connections (keep-alive, one request
+  per piece). Pieces arrive almost in order, so the sha256 of the contiguous prefix is computed
+  while the transfer runs (re-read from the page cache) and only the last few pieces are hashed
+  after it: equal static segments would leave 15/16 of the file to hash at the end.
+- Pieces start at 1 MiB (file size / 16 per connection, at most 16 MiB) and grow with the measured
+  request latency x speed of each connection, so a far CDN does not spend its time on round trips.
+- Every request and redirect hop is checked: the host rule (allowed hosts; signed storage hosts by
+  suffix only as redirect targets; plain http only for configured hosts), `Accept-Encoding:
+  identity` with any other encoding refused, no HTML/JSON answer, `Content-Range` exactly the
+  bytes asked for of a file of the expected size, never a byte written past the file'"'"'s end. The
+  token goes only to the original URL'"'"'s origin, never to a redirect target.
+- A signed redirect target that stops working (401/403/410 mid-download: the signature expired) is
+  re-resolved from the original URL, once per expiry, shared by all connections.
+- Resume: `<part>.segments` (JSON) lists the byte ranges on disk, the file'"'"'s size, validator and
+  URL. It is written before the part is extended, then every 0.25 s and on exit (Ctrl-C, SIGTERM,
+  errors). Without a published sha256 nothing would catch a part that a crash left with holes, so
+  then the part is fdatasync'"'"'ed before each record write. A part without a record is a prefix
+  (the curl stream'"'"'s resume rule). Any doubt about the record means starting from zero.
+
+Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
+REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; EXPECTED_SIZE may be
+empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
+`checks/formats.py`, NAME the file name the format check judges by).
+The token, if any, is the first line of standard input (never an argument: `ps` shows those).
+Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer, with `why REASON`
+when it fails) on success;
+`http_status N` before an HTTP failure.
+Exit codes follow the script'"'"'s: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
+12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
+answer, 130 interrupted (the record is saved).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+from .http_client import Response, auth_stop, check_answer, strong_validator
+from .outcome import (
+    AUTH,
+    COMPRESSED,
+    FALLBACK,
+    HOST,
+    INTERRUPTED,
+    NETWORK,
+    NOT_MODEL,
+    SIZE,
+    WRITE,
+    Retry,
+    Stop,
+    say,
+)
+from .pieces import Piece, Plan, usable_ranges
+from .prefix_hash import hash_prefix
+from .rules import proxied
+from .transfer import Transfer
+
+__all__ = ["AUTH", "COMPRESSED", "FALLBACK", "HOST", "INTERRUPTED", "NETWORK", "NOT_MODEL", "SIZE", "main"]
 
 
-def auth_stop(exc: Stop) -> Stop:
-    """A 401/403 from the original URL means a login is missing (the script says which token)."""
-    if exc.status in (401, 403):
-        return Stop(AUTH, f"the server refused access (HTTP {exc.status})", exc.status)
-    return exc
+class Download(Transfer):
+    """One segmented download: the start (probe, resume record, preallocation), then `Transfer`."""
 
+    def stream_prefix(self) -> int:
+        """How much of the part the single stream may keep (a clean prefix) if it takes over."""
+        if self.plan is not None:
+            return self.plan.prefix()
+        return 0 if self.owns_part else -1  # -1: leave the part as it is
 
-def strong_validator(r: Response) -> str:
-    etag = r.header("ETag")
-    return "" if not etag or etag.startswith("W/") else etag
+    # -- start: probe, record, preallocation ------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self.interrupt)
+        url = self.fetcher.url
+        saved = self.record.load()
+        self.owns_part = saved is not None
+        if proxied(url):
+            raise Stop(FALLBACK, "a proxy is configured; curl honours it")
+        reuse = usable_ranges(saved, url, self.expected)
+        done: list[tuple[int, int]] = []
+        validator = ""
+        if reuse is not None:
+            done, validator = reuse
+        elif saved is None:
+            try:
+                prefix = os.path.getsize(self.part)  # the curl stream'"'"'s part: a clean prefix
+            except OSError:
+                prefix = 0
+            if prefix and (self.expected is None or prefix <= self.expected):
+                done = [(0, prefix)]
+        else:
+            say("the resume record does not match this download; starting from zero")
+        head: Piece | None = None
+        if self.expected is not None:
+            plan = self.plan = Plan(self.expected, done, self.connections)
+            if not plan.gaps:
+                return self.finish_from_disk()
+            head = plan.take(plan.base_piece)
+            assert head is not None
+            answer, total = self.probe(head.start, head.end - 1)
+        else:
+            answer, total = self.probe(0, 0)
+            self.fetcher.discard(answer)  # the one byte: keeps the connection for the next request
+            if total < self.min_size:
+                raise Stop(FALLBACK, "small file")
+            plan = Plan(total, [r for r in done if r[1] <= total], self.connections)
+        new_validator = strong_validator(answer)
+        if done and validator and new_validator and validator != new_validator:
+            say("the file changed on the server since the last run; starting from zero")
+            if head is not None:
+                self.fetcher.discard(answer)
+            plan = Plan(total, [], self.connections)
+            head = None
+        self.fetcher.validator = new_validator
+        self.plan = plan
+        self.open_part(total)
+        return self.transfer(answer if head is not None else None, head)
+
+    def probe(self, first: int, last: int) -> tuple[Response, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = self.fetcher.resolve(first, last)
+                try:
+                    total = check_answer(answer, first, last, self.expected)
+                except (Stop, Retry):
+                    self.fetcher.discard(answer)
+                    raise
+            except Retry as exc:
+                if attempt >= self.max_attempts:
+                    raise Stop(NETWORK, f"{exc} after {attempt} attempts") from None
+                self.backoff(attempt, exc)
+                continue
+            except Stop as exc:
+                raise auth_stop(exc) from None
+            self.fetcher.resolved = answer.url
+            return answer, total
+
+    def open_part(self, total: int) -> None:
+        assert self.plan is not None
+        try:
+            # The record comes first: a part extended before it exists would look like a full prefix.
+            self.record.save(total, self.fetcher.validator, self.plan.snapshot())
+            self.owns_part = True
+            self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+            have = os.fstat(self.fd).st_size
+            if have < total:
+                st = os.statvfs(self.part)
+                room = st.f_bavail * st.f_frsize
+                if room < total - have:
+                    raise Stop(
+                        WRITE,
+                        f"not enough free space for {self.part}: {total - have} more bytes needed,"
+                        f" {room} free",
+                    )
+            if have != total:
+                os.ftruncate(self.fd, total)
+        except OSError as exc:
+            raise Stop(WRITE, f"cannot write {self.part}: {exc.strerror or exc}") from None
+
+    def finish_from_disk(self) -> int:
+        """Every byte arrived before an interruption: only the hash is missing."""
+        try:
+            self.fd = os.open(self.part, os.O_RDONLY)
+        except OSError as exc:
+            raise Stop(WRITE, f"cannot read {self.part}: {exc.strerror or exc}") from None
+        assert self.plan is not None
+        self.sha256 = hash_prefix(self.fd, self.plan, self.stop)
+        return self.report()
 
 
 def settle(job: Download, stop: Stop) -> None:
@@ -2098,6 +2272,59 @@ check_existing() {
   exit 0
 }
 
+auth_failure() {
+  if [ -z "$AUTH_VAR" ]; then
+    fail 11 "the server refused access (HTTP $HTTP_STATUS): this file needs a login" \
+      "that the source does not offer to scripts"
+  elif [ -z "$TOKEN" ]; then
+    fail 11 "the server refused access (HTTP $HTTP_STATUS): set $AUTH_VAR in the environment and run again"
+  fi
+  fail 11 "the server refused access with your $AUTH_VAR (HTTP $HTTP_STATUS): check the token," \
+    "accept the model's licence on its page, then run again"
+}
+
+# An HTML page instead of the model. From Civitai that is its login page (it answers 200 to a
+# download it will not give anonymously): a login problem, exit 11, with what to do.
+error_page() {
+  if [ "$AUTH_VAR" = CIVITAI_API_TOKEN ]; then
+    rm -f -- "$PART"
+    if [ -n "$TOKEN" ]; then
+      fail 11 "Civitai answered with its login page instead of the file although CIVITAI_API_TOKEN" \
+        "was sent: check the token, then run again"
+    fi
+    fail 11 "Civitai answered with its login page instead of the file: set CIVITAI_API_TOKEN" \
+      "to a Civitai API key and run again"
+  fi
+  reject 12 "$1"
+}
+
+# Same rule as the Python side: any value but empty or 0 allows.
+pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
+
+# The pickle gate of `checks/pickles.py` (the one `comfyfixer verify` runs): every global the
+# pickle names must be one weights files use; anything else is refused unless the user allows it.
+pickle_gate() {
+  local rc=0
+  run_check "$PICKLES_PY" "$1" || rc=$?
+  [ "$rc" = 0 ] && return 0
+  if pickle_allowed; then
+    say "warning: installing a pickle file the gate refused ($WHY), because COMFYFIXER_ALLOW_PICKLE=1"
+    return 0
+  fi
+  reject 16 "refusing to install: $WHY; set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
+}
+
+# What `checks/` says about the finished part, before it is moved into place: the format check
+# (its exit code in $1, an error page already handled), then the pickle gate.
+check_part() {
+  case $1 in
+    0) ;;
+    2) fail 15 "cannot read $PART to check it; run this script again" ;;
+    *) reject 23 "the download is not a valid model file: $WHY" ;;
+  esac
+  case $PICKLE_EXT/$FORMAT in ?*/* | */pickle | */pickle-zip) pickle_gate "$PART" ;; esac
+}
+
 # Sets HTTP_STATUS, CONTENT_TYPE (PAGE_TYPE=1 for a web page or an error message), RETRY_AFTER,
 # RANGE_TOTAL and LOCATION from the last response in the header dump (curl -D, or wget -S whose
 # lines are indented).
@@ -2225,6 +2452,38 @@ transfer() {
   done
 }
 
+backoff() {
+  local exponent=$((attempt - 1)) delay
+  if [ "$exponent" -gt 10 ]; then exponent=10; fi
+  delay=$((RETRY_DELAY * (1 << exponent)))
+  if [ -n "$RETRY_AFTER" ] && [ "$RETRY_AFTER" -gt "$delay" ]; then delay=$RETRY_AFTER; fi
+  if [ "$delay" -gt "$RETRY_MAX_DELAY" ]; then delay=$RETRY_MAX_DELAY; fi
+  say "$1; retrying in ${delay}s (attempt $((attempt + 1)) of $MAX_ATTEMPTS)"
+  sleep "$delay"
+}
+
+# Undo bytes an error response may have slipped into the part (curl --fail is not airtight on 401).
+restore_part() {
+  local offset=$1 size
+  [ -f "$PART" ] || return 0
+  size=$(file_size "$PART")
+  [ "$size" -gt "$offset" ] || return 0
+  if command -v truncate >/dev/null 2>&1; then
+    truncate -s "$offset" -- "$PART"
+  else
+    "$PYTHON" -S -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$PART" "$offset"
+  fi
+}
+
+# Throw the part away and start from byte 0 (bounded by the attempts like every other retry).
+restart_part() {
+  if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
+    fail 10 "$1, and $attempt attempts are used up; run this script again later"
+  fi
+  say "$1; starting again from zero"
+  : >"$PART"
+}
+
 # Large files over several connections at once (`carried/segments.py`: ranged pieces written into
 # the preallocated part, the same host, size, encoding and page rules per piece and per redirect,
 # its resume record in "$PART.segments"). Sets SEGMENT_SHA when every byte is there. It answers 3
@@ -2272,96 +2531,15 @@ segmented() {
   esac
 }
 
-# `carried/segments.py` with its arguments; $1: DURABLE (1: sync the part before each record).
+# `carried/segments.py` with its arguments; $1: DURABLE (1: sync the part before each record). It
+# and the modules it imports (one concept each) are installed from their texts by `carried/loader.py`,
+# in this order (render.py's SEGMENT_MODULES).
 segments_py() {
-  "$PYTHON" -S -c "$SEGMENTS_PY" "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
+  "$PYTHON" -S -c "$LOADER_PY" "outcome rules pieces http_client prefix_hash transfer segments" \
+    "$OUTCOME_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
+    "$SEGMENTS_PY" -- "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
     "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY"
-}
-
-backoff() {
-  local exponent=$((attempt - 1)) delay
-  if [ "$exponent" -gt 10 ]; then exponent=10; fi
-  delay=$((RETRY_DELAY * (1 << exponent)))
-  if [ -n "$RETRY_AFTER" ] && [ "$RETRY_AFTER" -gt "$delay" ]; then delay=$RETRY_AFTER; fi
-  if [ "$delay" -gt "$RETRY_MAX_DELAY" ]; then delay=$RETRY_MAX_DELAY; fi
-  say "$1; retrying in ${delay}s (attempt $((attempt + 1)) of $MAX_ATTEMPTS)"
-  sleep "$delay"
-}
-
-# Undo bytes an error response may have slipped into the part (curl --fail is not airtight on 401).
-restore_part() {
-  local offset=$1 size
-  [ -f "$PART" ] || return 0
-  size=$(file_size "$PART")
-  [ "$size" -gt "$offset" ] || return 0
-  if command -v truncate >/dev/null 2>&1; then
-    truncate -s "$offset" -- "$PART"
-  else
-    "$PYTHON" -S -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$PART" "$offset"
-  fi
-}
-
-# Throw the part away and start from byte 0 (bounded by the attempts like every other retry).
-restart_part() {
-  if [ "$attempt" -ge "$MAX_ATTEMPTS" ]; then
-    fail 10 "$1, and $attempt attempts are used up; run this script again later"
-  fi
-  say "$1; starting again from zero"
-  : >"$PART"
-}
-
-auth_failure() {
-  if [ -z "$AUTH_VAR" ]; then
-    fail 11 "the server refused access (HTTP $HTTP_STATUS): this file needs a login" \
-      "that the source does not offer to scripts"
-  elif [ -z "$TOKEN" ]; then
-    fail 11 "the server refused access (HTTP $HTTP_STATUS): set $AUTH_VAR in the environment and run again"
-  fi
-  fail 11 "the server refused access with your $AUTH_VAR (HTTP $HTTP_STATUS): check the token," \
-    "accept the model's licence on its page, then run again"
-}
-
-# An HTML page instead of the model. From Civitai that is its login page (it answers 200 to a
-# download it will not give anonymously): a login problem, exit 11, with what to do.
-error_page() {
-  if [ "$AUTH_VAR" = CIVITAI_API_TOKEN ]; then
-    rm -f -- "$PART"
-    if [ -n "$TOKEN" ]; then
-      fail 11 "Civitai answered with its login page instead of the file although CIVITAI_API_TOKEN" \
-        "was sent: check the token, then run again"
-    fi
-    fail 11 "Civitai answered with its login page instead of the file: set CIVITAI_API_TOKEN" \
-      "to a Civitai API key and run again"
-  fi
-  reject 12 "$1"
-}
-
-# Same rule as the Python side: any value but empty or 0 allows.
-pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
-
-# The pickle gate of `checks/pickles.py` (the one `comfyfixer verify` runs): every global the
-# pickle names must be one weights files use; anything else is refused unless the user allows it.
-pickle_gate() {
-  local rc=0
-  run_check "$PICKLES_PY" "$1" || rc=$?
-  [ "$rc" = 0 ] && return 0
-  if pickle_allowed; then
-    say "warning: installing a pickle file the gate refused ($WHY), because COMFYFIXER_ALLOW_PICKLE=1"
-    return 0
-  fi
-  reject 16 "refusing to install: $WHY; set COMFYFIXER_ALLOW_PICKLE=1 only if you trust the source"
-}
-
-# What `checks/` says about the finished part, before it is moved into place: the format check
-# (its exit code in $1, an error page already handled), then the pickle gate.
-check_part() {
-  case $1 in
-    0) ;;
-    2) fail 15 "cannot read $PART to check it; run this script again" ;;
-    *) reject 23 "the download is not a valid model file: $WHY" ;;
-  esac
-  case $PICKLE_EXT/$FORMAT in ?*/* | */pickle | */pickle-zip) pickle_gate "$PART" ;; esac
 }
 
 case $URL in
