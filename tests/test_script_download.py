@@ -60,6 +60,7 @@ BASE_TOOLS = (
     "rm",
     "mkdir",
     "mktemp",
+    "mkfifo",
     "stat",
     "sleep",
     "truncate",
@@ -213,12 +214,13 @@ def test_the_file_is_hashed_once_while_it_streams(rig: Rig) -> None:
     result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
     assert reported_sha(result.stdout) == SHA
-    # Python: the host check of the URL, then one streaming pass that writes, hashes and runs the
-    # format check on the finished part (no start just to probe Python). No stand-alone hasher runs.
-    assert calls.read_text().split() == ["python"] * 2
+    # Python: one streaming pass that checks the URL's host before the fetch may start, writes,
+    # hashes and runs the format check on the finished part (no start just to probe Python). No
+    # stand-alone hasher ever runs.
+    assert calls.read_text().split() == ["python"]
 
 
-def test_a_redirect_hop_is_checked_by_the_streamer_that_already_runs(rig: Rig) -> None:
+def test_each_hop_is_checked_by_its_own_streamer_before_it_is_fetched(rig: Rig) -> None:
     rig.server.add("/cdn/x.safetensors", DATA)
     rig.server.redirect("/m/x.safetensors", rig.server.url_for("/cdn/x.safetensors"))
     calls = rig.tmp / "calls"
@@ -231,9 +233,9 @@ def test_a_redirect_hop_is_checked_by_the_streamer_that_already_runs(rig: Rig) -
     result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
     assert result.returncode == 0, result.stderr
     assert plan.dest.read_bytes() == DATA
-    # Three starts: the URL's host check, the streamer of the 302 (which checked the target), the
-    # streamer of the file (which checked the format).
-    assert calls.read_text().split() == ["python"] * 3
+    # Two starts: the streamer of the 302 (which checked the URL first), the streamer of the file
+    # (which checked the redirect's target first, and the format at the end).
+    assert calls.read_text().split() == ["python"] * 2
     assert [r.path for r in rig.server.requests] == ["/m/x.safetensors", "/cdn/x.safetensors"]
 
 

@@ -100,9 +100,9 @@ def test_a_redirect_to_a_foreign_host_is_never_followed(
 
 
 @pytest.mark.parametrize("tail", ["/\xe9vil.safetensors", "/evil.safetensors "], ids=["latin-1", "blank"])
-def test_a_location_the_streamer_cannot_judge_exactly_is_still_refused(hostile: Hostile, tail: str) -> None:
-    # The streamer answers for the Location it parsed; when the script's own reading differs (a
-    # byte outside printable ASCII, trailing blanks), the script checks its own reading itself.
+def test_an_odd_location_to_a_foreign_host_is_refused(hostile: Hostile, tail: str) -> None:
+    # The hop's streamer judges the Location exactly as the script read it (a byte outside ASCII,
+    # trailing blanks) before the fetch may start.
     rig = hostile.rig
     rig.server.add("/m/x.safetensors", DATA)
     location = hostile.foreign.url_for("/evil.safetensors", alt=True).removesuffix("/evil.safetensors") + tail

@@ -26,9 +26,9 @@
 #   what the part already holds, so the final digest covers the whole file and a successful
 #   download is hashed once. The same program writes only a 2xx body, refuses a compressed one and
 #   stops as soon as the part would pass the published (else announced) size. Since it runs anyway,
-#   it also checks a redirect's target (`checks/hosts.py`) and the finished part's format
-#   (`checks/formats.py`): every Python start costs tens of ms, and a download of a small file is
-#   mostly starts. Its answer about a redirect is used only for the Location this script read.
+#   it also checks its hop (`checks/hosts.py`) before the fetch may start (a FIFO gates the fetch)
+#   and the finished part's format (`checks/formats.py`): every Python start costs tens of ms, and
+#   a download of a small file is mostly starts (one per hop now, not two).
 # - Nothing here starts Python just to see that it works: the first Python step (which always comes
 #   before any request) finds out, and exit 126/127 from it switches to python3 once.
 # - Few forks: the temporary folder only when the single stream needs one, builtins over `$(…)`.

@@ -50,7 +50,7 @@ read_headers() {
 }
 
 # One request, no redirect followed: the body of HOP_URL from byte `offset` on, to stdout, the
-# headers to $WORK/headers. The token goes only where `next_hop` said it may (HOP_TOKEN=1).
+# headers to $WORK/headers. The token goes only where the hop's check said it may (HOP_TOKEN=1).
 fetch() {
   local offset=$1
   if [ "$FETCHER" = curl ]; then
@@ -74,67 +74,70 @@ fetch() {
   fi
 }
 
-# Checks a hop with `checks/hosts.py` before it is requested: the download URL itself (no
-# location), or the target of a redirect from HOP_URL. Sets HOP_URL and HOP_TOKEN; a refused host
-# ends the script with exit 21 and the host named (nothing was requested from it).
-next_hop() {
-  run_check "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" "$@" ||
-    fail 21 "$WHY"
-  HOP_URL=${OUT%$'\n'*}
-  case ${OUT##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
+# The left side of a hop's pipeline: waits for the streamer's verdict on the hop (one line through
+# the FIFO on stdin: "go TOKEN URL", TOKEN 1 when the token may go there), and only then fetches that
+# URL. Anything else (a refusal, a streamer that never started) means nothing is requested: 125.
+gated_fetch() {
+  local verdict="" token="" url=""
+  IFS=' ' read -r verdict token url || :
+  [ "$verdict" = go ] && [ -n "$url" ] || return 125
+  HOP_URL=$url HOP_TOKEN=$token fetch "$1" </dev/null
 }
 
-# What the streamer printed: STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is
-# complete; for a redirect, the Location it judged (NEXT_LOCATION) and NEXT_URL + NEXT_TOKEN, or
-# NEXT_REFUSED (the reason).
+# What the streamer printed: the hop it checked (NEXT_URL) or why it refused it (NEXT_REFUSED);
+# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete.
 read_stream() {
   local key value
-  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_LOCATION="" NEXT_URL="" NEXT_TOKEN="" NEXT_REFUSED=""
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_URL="" NEXT_REFUSED=""
   while read -r key value || [ -n "$key" ]; do
     case $key in
+      hop) NEXT_URL=$value ;;
+      refused) NEXT_REFUSED=$value ;;
       sha256) STREAM_SHA=$value ;;
       format) PART_FORMAT=$value ;;
       why) PART_WHY=$value ;;
-      location) NEXT_LOCATION=$value ;;
-      hop) NEXT_URL=$value ;;
-      token) NEXT_TOKEN=$value ;;
-      refused) NEXT_REFUSED=$value ;;
     esac
   done <"$WORK/stream"
 }
 
-# One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
-# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`,
-# which also checks a redirect's target and the finished part's format: see read_stream).
-# Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
+# One attempt: request the URL and follow its redirects one hop at a time, one pipeline per hop.
+# Its streamer (`stream_part.py`) first checks the hop with `checks/hosts.py` (the URL itself, then
+# each Location exactly as read here) and only then lets the fetch start (gated_fetch, through the
+# FIFO $WORK/gate): so each hop costs one Python start, not two. The 2xx body is appended to the
+# part while the whole part streams through one sha256 pass, and the finished part's format is
+# checked (read_stream). Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in
+# $WORK/status.
 transfer() {
-  local offset=$1 hops=0
-  next_hop "$URL"
+  local offset=$1 hops=0 location="" fetch_rc stream_rc
+  HOP_URL=$URL
+  if [ ! -p "$WORK/gate" ]; then
+    mkfifo -- "$WORK/gate" || fail 15 "cannot create a named pipe in $WORK (TMPDIR must allow them)"
+  fi
   while :; do
     # Emptied, not removed: builtins, and a fetch that fails early must not leave old headers.
     : >"$WORK/headers"
     : >"$WORK/status"
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" \
-      "$BASE_NAME" "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" \
-      "$GRANTED_URL" "$URL" "$HOP_URL" >"$WORK/stream"
-    printf '%s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
+    # The FIFO is read by the fetch and written by the streamer: that is the gate (SC2094 is meant).
+    # shellcheck disable=SC2094
+    gated_fetch "$offset" <"$WORK/gate" |
+      "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
+        "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
+        "$URL" "$HOP_URL" ${location:+"$location"} 3>"$WORK/gate" >"$WORK/stream"
+    fetch_rc=${PIPESTATUS[0]} stream_rc=${PIPESTATUS[1]}
     set -e
-    read_headers
+    # The interpreter could not start (nothing was requested): python3, then the same hop again.
+    if python_failed "$stream_rc"; then continue; fi
+    printf '%s %s\n' "$fetch_rc" "$stream_rc" >"$WORK/status"
     read_stream
+    if [ -n "$NEXT_REFUSED" ]; then fail 21 "$NEXT_REFUSED"; fi
+    if [ -n "$NEXT_URL" ]; then HOP_URL=$NEXT_URL; fi
+    read_headers
     case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
     hops=$((hops + 1))
     if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
     if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
-    if [ "$NEXT_LOCATION" != "$LOCATION" ]; then
-      next_hop "$HOP_URL" "$LOCATION" # the streamer did not judge this very Location: check it here
-    elif [ -n "$NEXT_REFUSED" ]; then
-      fail 21 "$NEXT_REFUSED"
-    elif [ -n "$NEXT_URL" ]; then
-      HOP_URL=$NEXT_URL HOP_TOKEN=$NEXT_TOKEN
-    else
-      next_hop "$HOP_URL" "$LOCATION"
-    fi
+    location=$LOCATION
   done
 }
 

@@ -94,24 +94,25 @@ stdin, so once that byte (or the end of the stream) arrives the headers are read
 
 It also does the checks that would otherwise each cost the script an interpreter start (tens of
 ms), with the very modules the script carries, executed from their text:
-- a redirect (3xx with a Location): the target is checked with `checks/hosts.py` before the script
-  requests it; printed as `location RAW`, then `hop URL` and `token 1|0` (the token may go there),
-  or `refused REASON`. The script uses the answer only when RAW is the Location it read itself;
+- first the hop itself, with `checks/hosts.py` (its own arguments: the download URL, or the target
+  of a Location from the previous hop), before anything is requested: the fetch on the left of the
+  pipeline waits for the verdict on fd 3 (a FIFO): "go TOKEN URL" (TOKEN 1 when the token may go
+  there), or nothing. Printed as `hop URL`, or `refused REASON` (then nothing else happens);
 - once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
   `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
 
 Run by every download script as:
     python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
-        GRANTED START CURRENT
+        GRANTED START CURRENT [LOCATION]
 (LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
-the checks; the last six the arguments of `checks/hosts.py` for a redirect from CURRENT.) Standard
-library only. Prints `sha256 HEX` (or `skip`) and the lines above. Exit 1: the part cannot be
-written; 0 otherwise.
+the checks; the rest the arguments of `checks/hosts.py`.) Standard library only. Prints the lines
+above and `sha256 HEX` (or `skip`). Exit 1: the part cannot be written; 0 otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from types import ModuleType
@@ -121,6 +122,7 @@ CHUNK = 1 << 20
 DISCARD_LIMIT = 1 << 20
 EXIT_COMPRESSED = 4
 EXIT_TOO_LARGE = 5
+GATE = 3  # the fd of the FIFO the fetch waits on
 
 
 def last_response(text: str) -> tuple[int | None, dict[str, str]]:
@@ -173,16 +175,24 @@ def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
     return int(code), out.getvalue(), why
 
 
-def next_hop(hosts_py: str, hosts_args: list[str], location: str) -> None:
-    """Check the target of a redirect before the script requests it (`checks/hosts.py`)."""
-    code, out, why = run_check("comfyfixer_hosts", hosts_py, [*hosts_args, location])
-    print(f"location {location}")
+def check_hop(hosts_py: str, hosts_args: list[str]) -> bool:
+    """Check this hop before it is requested (`checks/hosts.py`), and open or keep shut the gate."""
+    code, out, why = run_check("comfyfixer_hosts", hosts_py, hosts_args)
     lines = out.split()
-    if code == 0 and len(lines) == 2:
+    allowed = code == 0 and len(lines) == 2
+    if allowed:
+        verdict = f"go {1 if lines[1] == '"'"'token'"'"' else 0} {lines[0]}\n"
         print(f"hop {lines[0]}")
-        print(f"token {1 if lines[1] == '"'"'token'"'"' else 0}")
     else:
-        print(f"refused {why or '"'"'the redirect target was refused'"'"'}")
+        verdict = "no\n"
+        print(f"refused {why or '"'"'the URL was refused'"'"'}")
+    sys.stdout.flush()
+    try:  # the gate: fd 3, the FIFO the fetch waits on (closed at once: the fetch reads one line)
+        os.write(GATE, verdict.encode())
+        os.close(GATE)
+    except OSError:
+        return False  # no gate, no fetch: nothing will come
+    return allowed
 
 
 def check_format(formats_py: str, part: str, name: str) -> None:
@@ -203,7 +213,8 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
 
 def main(argv: list[str]) -> int:
     part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
-    hosts_args = argv[6:12]
+    if not check_hop(hosts_py, argv[6:]):
+        return 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src:
@@ -215,12 +226,6 @@ def main(argv: list[str]) -> int:
                 first = src.readinto(buf) or 0
                 seen += first
             print("skip")
-            location = headers.get("location", "")
-            # Printable ASCII only: then the script'"'"'s own reading of the Location is byte for byte
-            # this one; for anything else it runs the check itself.
-            printable = location.isascii() and location.isprintable()
-            if status in (301, 302, 303, 307, 308) and location and printable:
-                next_hop(hosts_py, hosts_args, location)
             return 0
         encoding = headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
@@ -258,8 +263,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 13:
-        sys.stderr.write(f"comfyfixer: stream_part: expected 12 arguments, got {len(sys.argv) - 1}\n")
+    if len(sys.argv) not in (13, 14):
+        sys.stderr.write(f"comfyfixer: stream_part: expected 12 or 13 arguments, got {len(sys.argv) - 1}\n")
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))
 '
@@ -2364,7 +2369,7 @@ read_headers() {
 }
 
 # One request, no redirect followed: the body of HOP_URL from byte `offset` on, to stdout, the
-# headers to $WORK/headers. The token goes only where `next_hop` said it may (HOP_TOKEN=1).
+# headers to $WORK/headers. The token goes only where the hop's check said it may (HOP_TOKEN=1).
 fetch() {
   local offset=$1
   if [ "$FETCHER" = curl ]; then
@@ -2388,67 +2393,70 @@ fetch() {
   fi
 }
 
-# Checks a hop with `checks/hosts.py` before it is requested: the download URL itself (no
-# location), or the target of a redirect from HOP_URL. Sets HOP_URL and HOP_TOKEN; a refused host
-# ends the script with exit 21 and the host named (nothing was requested from it).
-next_hop() {
-  run_check "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" "$@" ||
-    fail 21 "$WHY"
-  HOP_URL=${OUT%$'\n'*}
-  case ${OUT##*$'\n'} in token) HOP_TOKEN=1 ;; *) HOP_TOKEN=0 ;; esac
+# The left side of a hop's pipeline: waits for the streamer's verdict on the hop (one line through
+# the FIFO on stdin: "go TOKEN URL", TOKEN 1 when the token may go there), and only then fetches that
+# URL. Anything else (a refusal, a streamer that never started) means nothing is requested: 125.
+gated_fetch() {
+  local verdict="" token="" url=""
+  IFS=' ' read -r verdict token url || :
+  [ "$verdict" = go ] && [ -n "$url" ] || return 125
+  HOP_URL=$url HOP_TOKEN=$token fetch "$1" </dev/null
 }
 
-# What the streamer printed: STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is
-# complete; for a redirect, the Location it judged (NEXT_LOCATION) and NEXT_URL + NEXT_TOKEN, or
-# NEXT_REFUSED (the reason).
+# What the streamer printed: the hop it checked (NEXT_URL) or why it refused it (NEXT_REFUSED);
+# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete.
 read_stream() {
   local key value
-  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_LOCATION="" NEXT_URL="" NEXT_TOKEN="" NEXT_REFUSED=""
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_URL="" NEXT_REFUSED=""
   while read -r key value || [ -n "$key" ]; do
     case $key in
+      hop) NEXT_URL=$value ;;
+      refused) NEXT_REFUSED=$value ;;
       sha256) STREAM_SHA=$value ;;
       format) PART_FORMAT=$value ;;
       why) PART_WHY=$value ;;
-      location) NEXT_LOCATION=$value ;;
-      hop) NEXT_URL=$value ;;
-      token) NEXT_TOKEN=$value ;;
-      refused) NEXT_REFUSED=$value ;;
     esac
   done <"$WORK/stream"
 }
 
-# One attempt: request the URL and follow its redirects one checked hop at a time; the 2xx body is
-# appended to the part while the whole part streams through one sha256 pass (`stream_part.py`,
-# which also checks a redirect's target and the finished part's format: see read_stream).
-# Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
+# One attempt: request the URL and follow its redirects one hop at a time, one pipeline per hop.
+# Its streamer (`stream_part.py`) first checks the hop with `checks/hosts.py` (the URL itself, then
+# each Location exactly as read here) and only then lets the fetch start (gated_fetch, through the
+# FIFO $WORK/gate): so each hop costs one Python start, not two. The 2xx body is appended to the
+# part while the whole part streams through one sha256 pass, and the finished part's format is
+# checked (read_stream). Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in
+# $WORK/status.
 transfer() {
-  local offset=$1 hops=0
-  next_hop "$URL"
+  local offset=$1 hops=0 location="" fetch_rc stream_rc
+  HOP_URL=$URL
+  if [ ! -p "$WORK/gate" ]; then
+    mkfifo -- "$WORK/gate" || fail 15 "cannot create a named pipe in $WORK (TMPDIR must allow them)"
+  fi
   while :; do
     # Emptied, not removed: builtins, and a fetch that fails early must not leave old headers.
     : >"$WORK/headers"
     : >"$WORK/status"
     set +e
-    fetch "$offset" | "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" \
-      "$BASE_NAME" "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" \
-      "$GRANTED_URL" "$URL" "$HOP_URL" >"$WORK/stream"
-    printf '%s %s\n' "${PIPESTATUS[0]}" "${PIPESTATUS[1]}" >"$WORK/status"
+    # The FIFO is read by the fetch and written by the streamer: that is the gate (SC2094 is meant).
+    # shellcheck disable=SC2094
+    gated_fetch "$offset" <"$WORK/gate" |
+      "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
+        "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
+        "$URL" "$HOP_URL" ${location:+"$location"} 3>"$WORK/gate" >"$WORK/stream"
+    fetch_rc=${PIPESTATUS[0]} stream_rc=${PIPESTATUS[1]}
     set -e
-    read_headers
+    # The interpreter could not start (nothing was requested): python3, then the same hop again.
+    if python_failed "$stream_rc"; then continue; fi
+    printf '%s %s\n' "$fetch_rc" "$stream_rc" >"$WORK/status"
     read_stream
+    if [ -n "$NEXT_REFUSED" ]; then fail 21 "$NEXT_REFUSED"; fi
+    if [ -n "$NEXT_URL" ]; then HOP_URL=$NEXT_URL; fi
+    read_headers
     case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
     hops=$((hops + 1))
     if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
     if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
-    if [ "$NEXT_LOCATION" != "$LOCATION" ]; then
-      next_hop "$HOP_URL" "$LOCATION" # the streamer did not judge this very Location: check it here
-    elif [ -n "$NEXT_REFUSED" ]; then
-      fail 21 "$NEXT_REFUSED"
-    elif [ -n "$NEXT_URL" ]; then
-      HOP_URL=$NEXT_URL HOP_TOKEN=$NEXT_TOKEN
-    else
-      next_hop "$HOP_URL" "$LOCATION"
-    fi
+    location=$LOCATION
   done
 }
 

@@ -12,24 +12,25 @@ stdin, so once that byte (or the end of the stream) arrives the headers are read
 
 It also does the checks that would otherwise each cost the script an interpreter start (tens of
 ms), with the very modules the script carries, executed from their text:
-- a redirect (3xx with a Location): the target is checked with `checks/hosts.py` before the script
-  requests it; printed as `location RAW`, then `hop URL` and `token 1|0` (the token may go there),
-  or `refused REASON`. The script uses the answer only when RAW is the Location it read itself;
+- first the hop itself, with `checks/hosts.py` (its own arguments: the download URL, or the target
+  of a Location from the previous hop), before anything is requested: the fetch on the left of the
+  pipeline waits for the verdict on fd 3 (a FIFO): "go TOKEN URL" (TOKEN 1 when the token may go
+  there), or nothing. Printed as `hop URL`, or `refused REASON` (then nothing else happens);
 - once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
   `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
 
 Run by every download script as:
     python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
-        GRANTED START CURRENT
+        GRANTED START CURRENT [LOCATION]
 (LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
-the checks; the last six the arguments of `checks/hosts.py` for a redirect from CURRENT.) Standard
-library only. Prints `sha256 HEX` (or `skip`) and the lines above. Exit 1: the part cannot be
-written; 0 otherwise.
+the checks; the rest the arguments of `checks/hosts.py`.) Standard library only. Prints the lines
+above and `sha256 HEX` (or `skip`). Exit 1: the part cannot be written; 0 otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from types import ModuleType
@@ -39,6 +40,7 @@ CHUNK = 1 << 20
 DISCARD_LIMIT = 1 << 20
 EXIT_COMPRESSED = 4
 EXIT_TOO_LARGE = 5
+GATE = 3  # the fd of the FIFO the fetch waits on
 
 
 def last_response(text: str) -> tuple[int | None, dict[str, str]]:
@@ -91,16 +93,24 @@ def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
     return int(code), out.getvalue(), why
 
 
-def next_hop(hosts_py: str, hosts_args: list[str], location: str) -> None:
-    """Check the target of a redirect before the script requests it (`checks/hosts.py`)."""
-    code, out, why = run_check("comfyfixer_hosts", hosts_py, [*hosts_args, location])
-    print(f"location {location}")
+def check_hop(hosts_py: str, hosts_args: list[str]) -> bool:
+    """Check this hop before it is requested (`checks/hosts.py`), and open or keep shut the gate."""
+    code, out, why = run_check("comfyfixer_hosts", hosts_py, hosts_args)
     lines = out.split()
-    if code == 0 and len(lines) == 2:
+    allowed = code == 0 and len(lines) == 2
+    if allowed:
+        verdict = f"go {1 if lines[1] == 'token' else 0} {lines[0]}\n"
         print(f"hop {lines[0]}")
-        print(f"token {1 if lines[1] == 'token' else 0}")
     else:
-        print(f"refused {why or 'the redirect target was refused'}")
+        verdict = "no\n"
+        print(f"refused {why or 'the URL was refused'}")
+    sys.stdout.flush()
+    try:  # the gate: fd 3, the FIFO the fetch waits on (closed at once: the fetch reads one line)
+        os.write(GATE, verdict.encode())
+        os.close(GATE)
+    except OSError:
+        return False  # no gate, no fetch: nothing will come
+    return allowed
 
 
 def check_format(formats_py: str, part: str, name: str) -> None:
@@ -121,7 +131,8 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
 
 def main(argv: list[str]) -> int:
     part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
-    hosts_args = argv[6:12]
+    if not check_hop(hosts_py, argv[6:]):
+        return 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src:
@@ -133,12 +144,6 @@ def main(argv: list[str]) -> int:
                 first = src.readinto(buf) or 0
                 seen += first
             print("skip")
-            location = headers.get("location", "")
-            # Printable ASCII only: then the script's own reading of the Location is byte for byte
-            # this one; for anything else it runs the check itself.
-            printable = location.isascii() and location.isprintable()
-            if status in (301, 302, 303, 307, 308) and location and printable:
-                next_hop(hosts_py, hosts_args, location)
             return 0
         encoding = headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
@@ -176,7 +181,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 13:
-        sys.stderr.write(f"comfyfixer: stream_part: expected 12 arguments, got {len(sys.argv) - 1}\n")
+    if len(sys.argv) not in (13, 14):
+        sys.stderr.write(f"comfyfixer: stream_part: expected 12 or 13 arguments, got {len(sys.argv) - 1}\n")
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))
