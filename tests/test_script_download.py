@@ -220,6 +220,25 @@ def test_the_file_is_hashed_once_while_it_streams(rig: Rig) -> None:
     assert calls.read_text().split() == ["python"]
 
 
+def test_the_single_stream_works_in_its_own_temporary_folder(rig: Rig) -> None:
+    # Headers, the gate and the streamer's answers go to a folder of its own (made on first use),
+    # never to paths built from an empty variable; it is gone afterwards.
+    rig.server.add("/m/x.safetensors", DATA)
+    made = rig.tmp / "made"
+    spy = rig.tmp / "spy"
+    spy.mkdir()
+    real = shutil.which("mktemp")
+    wrapper = f'#!/bin/sh\nout=$("{real}" "$@") || exit 1\necho "$out" >>"{made}"\necho "$out"\n'
+    (spy / "mktemp").write_text(wrapper)
+    (spy / "mktemp").chmod(0o755)
+    plan = rig.plan("/m/x.safetensors")
+    result = rig.run(rig.script(plan), rig.env(PATH=f"{spy}:{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    [work] = made.read_text().split()
+    assert Path(work).parent == rig.tmp
+    assert not Path(work).exists()
+
+
 def test_each_hop_is_checked_by_its_own_streamer_before_it_is_fetched(rig: Rig) -> None:
     rig.server.add("/cdn/x.safetensors", DATA)
     rig.server.redirect("/m/x.safetensors", rig.server.url_for("/cdn/x.safetensors"))

@@ -121,7 +121,8 @@ python_failed() {
   python_missing
 }
 
-# The temporary folder (headers, the streamer's answers, a check's reason), made on first use.
+# The temporary folder (headers, the streamer's answers, a check's reason), made on first use:
+# every function that uses $WORK calls this first (an empty WORK would mean files in /).
 need_work() {
   if [ -z "$WORK" ]; then
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"

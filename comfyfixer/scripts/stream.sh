@@ -110,6 +110,7 @@ read_stream() {
 transfer() {
   local offset=$1 hops=0 location="" fetch_rc stream_rc
   HOP_URL=$URL
+  need_work
   if [ ! -p "$WORK/gate" ]; then
     mkfifo -- "$WORK/gate" || fail 15 "cannot create a named pipe in $WORK (TMPDIR must allow them)"
   fi

@@ -2156,7 +2156,8 @@ python_failed() {
   python_missing
 }
 
-# The temporary folder (headers, the streamer's answers, a check's reason), made on first use.
+# The temporary folder (headers, the streamer's answers, a check's reason), made on first use:
+# every function that uses $WORK calls this first (an empty WORK would mean files in /).
 need_work() {
   if [ -z "$WORK" ]; then
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/comfyfixer.XXXXXX") || fail 15 "cannot create a temporary folder"
@@ -2429,6 +2430,7 @@ read_stream() {
 transfer() {
   local offset=$1 hops=0 location="" fetch_rc stream_rc
   HOP_URL=$URL
+  need_work
   if [ ! -p "$WORK/gate" ]; then
     mkfifo -- "$WORK/gate" || fail 15 "cannot create a named pipe in $WORK (TMPDIR must allow them)"
   fi
