@@ -624,6 +624,27 @@ def test_malicious_pickle_is_refused(rig: Rig, allow: str | None) -> None:
     assert not plan.dest.exists()
 
 
+@pytest.mark.parametrize("segments", ["1", "0"], ids=["single-stream", "segmented"])
+def test_the_pickle_gate_runs_in_the_python_step_that_finished_the_part(rig: Rig, segments: str) -> None:
+    bad = model_bytes.malicious_pickle()
+    rig.server.add("/m/x.ckpt", bad)
+    calls = rig.tmp / "calls"
+    spy = rig.tmp / "spy"
+    spy.mkdir()
+    python = spy / "python3"
+    python.write_text(f'#!/bin/sh\necho python >>"{calls}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    plan = rig.plan("/m/x.ckpt", name="x.ckpt", sha256=None, size=len(bad), python=str(python))
+    env = rig.env(PATH=f"{spy}:{os.environ['PATH']}", COMFYFIXER_SEGMENT_MIN_MIB=segments)
+    result = rig.run(rig.script(plan), env)
+    assert result.returncode == EXIT_UNSAFE_PICKLE, result.stderr
+    assert "os.system" in result.stderr and "weights files do not use" in result.stderr
+    assert not plan.dest.exists()
+    # One Python start did it all: host check, transfer, hash, format check, pickle gate.
+    assert calls.read_text().split() == ["python"]
+    assert (rig.server.requests[-1].range is not None) == (segments == "0")  # the path it took
+
+
 def test_flagged_pickle_is_installed_when_allowed(rig: Rig) -> None:
     bad = model_bytes.malicious_torch_zip()
     rig.server.add("/m/x.pt", bad)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyfixer.checks import formats, hosts
+from comfyfixer.checks import formats, hosts, pickles
 from comfyfixer.scripts.carried import segments
 from comfyfixer.scripts.carried.rules import Rules
 from comfyfixer.scripts.render import segments_program
@@ -31,6 +31,7 @@ from tests.fakes.server import Exchange
 PROGRAM = segments_program()  # the loader, the module names, their texts, "--"
 HOSTS_PY = Path(hosts.__file__).read_text(encoding="utf-8")
 FORMATS_PY = Path(formats.__file__).read_text(encoding="utf-8")
+PICKLES_PY = Path(pickles.__file__).read_text(encoding="utf-8")
 MIB = 1 << 20
 DATA = os.urandom(6 * MIB + 12345)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -70,6 +71,8 @@ def command(part: Path, url: str, size: int | None, *, connections: int = 4, suf
         HOSTS_PY,
         part.name.removesuffix(".part"),
         FORMATS_PY,
+        PICKLES_PY,
+        "",
     ]
 
 

@@ -70,7 +70,8 @@ while :; do
     break
   fi
   attempt=$((attempt + 1))
-  PART_FORMAT="" PART_WHY="" # a check of the finished part counts only from the attempt that finished it
+  # A check of the finished part counts only from the attempt that finished it.
+  PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY=""
   offset=$(file_size "$PART")
   if [ -n "$EXPECTED_SIZE" ] && [ "$offset" -gt "$EXPECTED_SIZE" ]; then
     say "the partial file is larger than the expected $EXPECTED_SIZE bytes; starting again"

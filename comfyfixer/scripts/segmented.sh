@@ -37,6 +37,8 @@ segmented() {
       'http_status '*) HTTP_STATUS=${line#* } ;;
       'format '*) PART_FORMAT=${line#* } ;;
       'why '*) PART_WHY=${line#* } ;;
+      'pickle '*) PART_PICKLE=${line#* } ;;
+      'pickle_why '*) PART_PICKLE_WHY=${line#* } ;;
     esac
   done
   case $rc in
@@ -63,5 +65,5 @@ segments_py() {
     "$OUTCOME_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
     "$SEGMENTS_PY" -- "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY"
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT"
 }

@@ -85,10 +85,11 @@ gated_fetch() {
 }
 
 # What the streamer printed: the hop it checked (NEXT_URL) or why it refused it (NEXT_REFUSED);
-# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete.
+# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete, and for a pickle
+# PART_PICKLE (the gate's code) and PART_PICKLE_WHY.
 read_stream() {
   local key value
-  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_URL="" NEXT_REFUSED=""
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY="" NEXT_URL="" NEXT_REFUSED=""
   while read -r key value || [ -n "$key" ]; do
     case $key in
       hop) NEXT_URL=$value ;;
@@ -96,6 +97,8 @@ read_stream() {
       sha256) STREAM_SHA=$value ;;
       format) PART_FORMAT=$value ;;
       why) PART_WHY=$value ;;
+      pickle) PART_PICKLE=$value ;;
+      pickle_why) PART_PICKLE_WHY=$value ;;
     esac
   done <"$WORK/stream"
 }
@@ -123,7 +126,7 @@ transfer() {
     # shellcheck disable=SC2094
     gated_fetch "$offset" <"$WORK/gate" |
       "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
-        "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
+        "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
         "$URL" "$HOP_URL" ${location:+"$location"} 3>"$WORK/gate" >"$WORK/stream"
     fetch_rc=${PIPESTATUS[0]} stream_rc=${PIPESTATUS[1]}
     set -e

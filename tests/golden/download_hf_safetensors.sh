@@ -99,13 +99,16 @@ ms), with the very modules the script carries, executed from their text:
   pipeline waits for the verdict on fd 3 (a FIFO): "go TOKEN URL" (TOKEN 1 when the token may go
   there), or nothing. Printed as `hop URL`, or `refused REASON` (then nothing else happens);
 - once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
-  `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
+  `format NAME CODE` and, when it fails, `why REASON`; then for a pickle (PICKLE_EXT set, or the
+  format says so) the gate of `checks/pickles.py`: `pickle CODE`, `pickle_why REASON` (the part
+  does not change after these answers).
 
 Run by every download script as:
-    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
-        GRANTED START CURRENT [LOCATION]
-(LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
-the checks; the rest the arguments of `checks/hosts.py`.) Standard library only. Prints the lines
+    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY
+        ALLOWED HTTP_HOSTS SUFFIXES GRANTED START CURRENT [LOCATION]
+(LIMIT may be empty; NAME the file name the format check judges by; PICKLE_EXT the file'"'"'s extension
+when it is a pickle one, else empty; the *_PY arguments the texts of the checks; the rest the
+arguments of `checks/hosts.py`.) Standard library only. Prints the lines
 above and `sha256 HEX` (or `skip`). Exit 1: the part cannot be written; 0 otherwise.
 """
 
@@ -195,12 +198,19 @@ def check_hop(hosts_py: str, hosts_args: list[str]) -> bool:
     return allowed
 
 
-def check_format(formats_py: str, part: str, name: str) -> None:
-    """The format check of the finished part (`checks/formats.py`)."""
+def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
+    """The format check of the finished part (`checks/formats.py`), then the pickle gate
+    (`checks/pickles.py`) for a pickle: the script'"'"'s own checks, in its order."""
     code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
-    print(f"format {out.strip() or '"'"'unknown'"'"'} {code}")
+    fmt = out.strip() or "unknown"
+    print(f"format {fmt} {code}")
     if why:
         print(f"why {why}")
+    if code == 0 and (pickle_ext or fmt in ("pickle", "pickle-zip")):
+        code, _, why = run_check("comfyfixer_pickles", pickles_py, [part])
+        print(f"pickle {code}")
+        if why:
+            print(f"pickle_why {why}")
 
 
 def announced_total(status: int, headers: dict[str, str]) -> int | None:
@@ -212,8 +222,8 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
 
 
 def main(argv: list[str]) -> int:
-    part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
-    if not check_hop(hosts_py, argv[6:]):
+    part, header_file, limit_arg, name, formats_py, pickles_py, pickle_ext, hosts_py = argv[:8]
+    if not check_hop(hosts_py, argv[8:]):
         return 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -258,13 +268,13 @@ def main(argv: list[str]) -> int:
             return 1
     print(f"sha256 {h.hexdigest()}")
     if complete:
-        check_format(formats_py, part, name)
+        check_part(part, name, formats_py, pickles_py, pickle_ext)
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (13, 14):
-        sys.stderr.write(f"comfyfixer: stream_part: expected 12 or 13 arguments, got {len(sys.argv) - 1}\n")
+    if len(sys.argv) not in (15, 16):
+        sys.stderr.write(f"comfyfixer: stream_part: expected 14 or 15 arguments, got {len(sys.argv) - 1}\n")
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))
 '
@@ -1560,7 +1570,7 @@ class Transfer:
     def __init__(self, args: list[str], token: str) -> None:
         (self.part, url, expected, segments, min_size, user_agent, durable) = args[:7]
         rules = Rules(*args[7:12])
-        self.name, self.formats_py = args[12:14]
+        self.name, self.formats_py, self.pickles_py, self.pickle_ext = args[12:16]
         self.expected = int(expected) if expected.isdigit() else None
         self.connections = max(1, min(32, int(segments) if segments.isdigit() else 16))
         self.min_size = int(min_size) if min_size.isdigit() else 32 * MIB
@@ -1833,19 +1843,30 @@ class Transfer:
         return OK
 
     def check_format(self) -> None:
-        """The script'"'"'s format check (`checks/formats.py`, its own `main`), run here to spare the
-        script another interpreter start; prints `format NAME CODE` (and `why REASON` when it
-        fails) for the script to act on."""
-        import io
-
-        formats = load_module("comfyfixer_formats", self.formats_py)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = formats.main([self.part, self.name])
-        sys.stdout.write(f"format {out.getvalue().strip() or '"'"'unknown'"'"'} {code}\n")
-        why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        """The script'"'"'s checks of the finished part, run here to spare the script an interpreter
+        start each: the format check (`checks/formats.py`), printed as `format NAME CODE` (and `why
+        REASON` when it fails), then for a pickle (by extension or format) the pickle gate
+        (`checks/pickles.py`), printed as `pickle CODE` (and `pickle_why REASON`)."""
+        code, out, why = run_main("comfyfixer_formats", self.formats_py, [self.part, self.name])
+        fmt = out.strip() or "unknown"
+        sys.stdout.write(f"format {fmt} {code}\n")
         if why:
             sys.stdout.write(f"why {why}\n")
+        if code == 0 and (self.pickle_ext or fmt in ("pickle", "pickle-zip")):
+            code, _, why = run_main("comfyfixer_pickles", self.pickles_py, [self.part])
+            sys.stdout.write(f"pickle {code}\n")
+            if why:
+                sys.stdout.write(f"pickle_why {why}\n")
+
+
+def run_main(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
+    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = load_module(name, text).main(argv)
+    return int(code), out.getvalue(), " ".join(err.getvalue().replace("comfyfixer: ", "").split())
 '
 # shellcheck disable=SC2016
 SEGMENTS_PY='"""Download one large file over several ranged connections into a single preallocated part file.
@@ -1879,12 +1900,14 @@ How it works (why, not what):
   (the curl stream'"'"'s resume rule). Any doubt about the record means starting from zero.
 
 Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
-REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; EXPECTED_SIZE may be
-empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
-`checks/formats.py`, NAME the file name the format check judges by).
+REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY PICKLES_PY PICKLE_EXT (lists space-separated;
+EXPECTED_SIZE may be empty; DURABLE 1 or 0; the *_PY arguments the texts of `checks/hosts.py`,
+`checks/formats.py` and `checks/pickles.py`, NAME the file name the format check judges by,
+PICKLE_EXT the file'"'"'s extension when it is a pickle one, else empty).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
 Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check'"'"'s answer, with `why REASON`
-when it fails) on success;
+when it fails; then `pickle CODE` and `pickle_why REASON` from the pickle gate for a pickle) on
+success;
 `http_status N` before an HTTP failure.
 Exit codes follow the script'"'"'s: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
 12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
@@ -2050,8 +2073,8 @@ def settle(job: Download, stop: Stop) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 14:
-        say(f"segments: expected 14 arguments, got {len(argv)}")
+    if len(argv) != 16:
+        say(f"segments: expected 16 arguments, got {len(argv)}")
         return 2
     token = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
@@ -2095,6 +2118,8 @@ SEGMENT_MIN_MIB="${COMFYFIXER_SEGMENT_MIN_MIB:-32}"
 SEGMENT_SHA=""
 PART_FORMAT=""
 PART_WHY=""
+PART_PICKLE=""
+PART_PICKLE_WHY=""
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 WORK=""
 OUT=""
@@ -2311,7 +2336,11 @@ pickle_allowed() { [ "${COMFYFIXER_ALLOW_PICKLE:-0}" = 1 ]; }
 # pickle names must be one weights files use; anything else is refused unless the user allows it.
 pickle_gate() {
   local rc=0
-  run_check "$PICKLES_PY" "$1" || rc=$?
+  if is_uint "$PART_PICKLE"; then
+    rc=$PART_PICKLE WHY=$PART_PICKLE_WHY # the streamer or segments.py ran this very gate on the part
+  else
+    run_check "$PICKLES_PY" "$1" || rc=$?
+  fi
   [ "$rc" = 0 ] && return 0
   if pickle_allowed; then
     say "warning: installing a pickle file the gate refused ($WHY), because COMFYFIXER_ALLOW_PICKLE=1"
@@ -2405,10 +2434,11 @@ gated_fetch() {
 }
 
 # What the streamer printed: the hop it checked (NEXT_URL) or why it refused it (NEXT_REFUSED);
-# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete.
+# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete, and for a pickle
+# PART_PICKLE (the gate's code) and PART_PICKLE_WHY.
 read_stream() {
   local key value
-  STREAM_SHA="" PART_FORMAT="" PART_WHY="" NEXT_URL="" NEXT_REFUSED=""
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY="" NEXT_URL="" NEXT_REFUSED=""
   while read -r key value || [ -n "$key" ]; do
     case $key in
       hop) NEXT_URL=$value ;;
@@ -2416,6 +2446,8 @@ read_stream() {
       sha256) STREAM_SHA=$value ;;
       format) PART_FORMAT=$value ;;
       why) PART_WHY=$value ;;
+      pickle) PART_PICKLE=$value ;;
+      pickle_why) PART_PICKLE_WHY=$value ;;
     esac
   done <"$WORK/stream"
 }
@@ -2443,7 +2475,7 @@ transfer() {
     # shellcheck disable=SC2094
     gated_fetch "$offset" <"$WORK/gate" |
       "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
-        "$FORMATS_PY" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
+        "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
         "$URL" "$HOP_URL" ${location:+"$location"} 3>"$WORK/gate" >"$WORK/stream"
     fetch_rc=${PIPESTATUS[0]} stream_rc=${PIPESTATUS[1]}
     set -e
@@ -2523,6 +2555,8 @@ segmented() {
       'http_status '*) HTTP_STATUS=${line#* } ;;
       'format '*) PART_FORMAT=${line#* } ;;
       'why '*) PART_WHY=${line#* } ;;
+      'pickle '*) PART_PICKLE=${line#* } ;;
+      'pickle_why '*) PART_PICKLE_WHY=${line#* } ;;
     esac
   done
   case $rc in
@@ -2549,7 +2583,7 @@ segments_py() {
     "$OUTCOME_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
     "$SEGMENTS_PY" -- "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
-    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY"
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT"
 }
 
 case $URL in
@@ -2613,7 +2647,8 @@ while :; do
     break
   fi
   attempt=$((attempt + 1))
-  PART_FORMAT="" PART_WHY="" # a check of the finished part counts only from the attempt that finished it
+  # A check of the finished part counts only from the attempt that finished it.
+  PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY=""
   offset=$(file_size "$PART")
   if [ -n "$EXPECTED_SIZE" ] && [ "$offset" -gt "$EXPECTED_SIZE" ]; then
     say "the partial file is larger than the expected $EXPECTED_SIZE bytes; starting again"

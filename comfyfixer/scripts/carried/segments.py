@@ -29,12 +29,14 @@ How it works (why, not what):
   (the curl stream's resume rule). Any doubt about the record means starting from zero.
 
 Arguments: PART URL EXPECTED_SIZE SEGMENTS MIN_SIZE USER_AGENT DURABLE ALLOWED_HOSTS HTTP_HOSTS
-REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY (lists space-separated; EXPECTED_SIZE may be
-empty; DURABLE 1 or 0; HOSTS_PY and FORMATS_PY the texts of `checks/hosts.py` and
-`checks/formats.py`, NAME the file name the format check judges by).
+REDIRECT_SUFFIXES GRANTED_URL HOSTS_PY NAME FORMATS_PY PICKLES_PY PICKLE_EXT (lists space-separated;
+EXPECTED_SIZE may be empty; DURABLE 1 or 0; the *_PY arguments the texts of `checks/hosts.py`,
+`checks/formats.py` and `checks/pickles.py`, NAME the file name the format check judges by,
+PICKLE_EXT the file's extension when it is a pickle one, else empty).
 The token, if any, is the first line of standard input (never an argument: `ps` shows those).
 Prints `size N`, `sha256 HEX` and `format NAME CODE` (the format check's answer, with `why REASON`
-when it fails) on success;
+when it fails; then `pickle CODE` and `pickle_why REASON` from the pickle gate for a pickle) on
+success;
 `http_status N` before an HTTP failure.
 Exit codes follow the script's: 0 done, 3 use the single stream, 10 network/HTTP, 11 login needed,
 12 not the model (a page), 13 size differs, 15 cannot write, 21 host not allowed, 22 compressed
@@ -200,8 +202,8 @@ def settle(job: Download, stop: Stop) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 14:
-        say(f"segments: expected 14 arguments, got {len(argv)}")
+    if len(argv) != 16:
+        say(f"segments: expected 16 arguments, got {len(argv)}")
         return 2
     token = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):

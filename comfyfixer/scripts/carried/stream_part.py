@@ -17,13 +17,16 @@ ms), with the very modules the script carries, executed from their text:
   pipeline waits for the verdict on fd 3 (a FIFO): "go TOKEN URL" (TOKEN 1 when the token may go
   there), or nothing. Printed as `hop URL`, or `refused REASON` (then nothing else happens);
 - once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
-  `format NAME CODE` and, when it fails, `why REASON` (the part does not change after this answer).
+  `format NAME CODE` and, when it fails, `why REASON`; then for a pickle (PICKLE_EXT set, or the
+  format says so) the gate of `checks/pickles.py`: `pickle CODE`, `pickle_why REASON` (the part
+  does not change after these answers).
 
 Run by every download script as:
-    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY HOSTS_PY ALLOWED HTTP_HOSTS SUFFIXES
-        GRANTED START CURRENT [LOCATION]
-(LIMIT may be empty; NAME the file name the format check judges by; the *_PY arguments the texts of
-the checks; the rest the arguments of `checks/hosts.py`.) Standard library only. Prints the lines
+    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY
+        ALLOWED HTTP_HOSTS SUFFIXES GRANTED START CURRENT [LOCATION]
+(LIMIT may be empty; NAME the file name the format check judges by; PICKLE_EXT the file's extension
+when it is a pickle one, else empty; the *_PY arguments the texts of the checks; the rest the
+arguments of `checks/hosts.py`.) Standard library only. Prints the lines
 above and `sha256 HEX` (or `skip`). Exit 1: the part cannot be written; 0 otherwise.
 """
 
@@ -113,12 +116,19 @@ def check_hop(hosts_py: str, hosts_args: list[str]) -> bool:
     return allowed
 
 
-def check_format(formats_py: str, part: str, name: str) -> None:
-    """The format check of the finished part (`checks/formats.py`)."""
+def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
+    """The format check of the finished part (`checks/formats.py`), then the pickle gate
+    (`checks/pickles.py`) for a pickle: the script's own checks, in its order."""
     code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
-    print(f"format {out.strip() or 'unknown'} {code}")
+    fmt = out.strip() or "unknown"
+    print(f"format {fmt} {code}")
     if why:
         print(f"why {why}")
+    if code == 0 and (pickle_ext or fmt in ("pickle", "pickle-zip")):
+        code, _, why = run_check("comfyfixer_pickles", pickles_py, [part])
+        print(f"pickle {code}")
+        if why:
+            print(f"pickle_why {why}")
 
 
 def announced_total(status: int, headers: dict[str, str]) -> int | None:
@@ -130,8 +140,8 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
 
 
 def main(argv: list[str]) -> int:
-    part, header_file, limit_arg, name, formats_py, hosts_py = argv[:6]
-    if not check_hop(hosts_py, argv[6:]):
+    part, header_file, limit_arg, name, formats_py, pickles_py, pickle_ext, hosts_py = argv[:8]
+    if not check_hop(hosts_py, argv[8:]):
         return 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -176,12 +186,12 @@ def main(argv: list[str]) -> int:
             return 1
     print(f"sha256 {h.hexdigest()}")
     if complete:
-        check_format(formats_py, part, name)
+        check_part(part, name, formats_py, pickles_py, pickle_ext)
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (13, 14):
-        sys.stderr.write(f"comfyfixer: stream_part: expected 12 or 13 arguments, got {len(sys.argv) - 1}\n")
+    if len(sys.argv) not in (15, 16):
+        sys.stderr.write(f"comfyfixer: stream_part: expected 14 or 15 arguments, got {len(sys.argv) - 1}\n")
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))

@@ -33,7 +33,7 @@ class Transfer:
     def __init__(self, args: list[str], token: str) -> None:
         (self.part, url, expected, segments, min_size, user_agent, durable) = args[:7]
         rules = Rules(*args[7:12])
-        self.name, self.formats_py = args[12:14]
+        self.name, self.formats_py, self.pickles_py, self.pickle_ext = args[12:16]
         self.expected = int(expected) if expected.isdigit() else None
         self.connections = max(1, min(32, int(segments) if segments.isdigit() else 16))
         self.min_size = int(min_size) if min_size.isdigit() else 32 * MIB
@@ -306,16 +306,27 @@ class Transfer:
         return OK
 
     def check_format(self) -> None:
-        """The script's format check (`checks/formats.py`, its own `main`), run here to spare the
-        script another interpreter start; prints `format NAME CODE` (and `why REASON` when it
-        fails) for the script to act on."""
-        import io
-
-        formats = load_module("comfyfixer_formats", self.formats_py)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = formats.main([self.part, self.name])
-        sys.stdout.write(f"format {out.getvalue().strip() or 'unknown'} {code}\n")
-        why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        """The script's checks of the finished part, run here to spare the script an interpreter
+        start each: the format check (`checks/formats.py`), printed as `format NAME CODE` (and `why
+        REASON` when it fails), then for a pickle (by extension or format) the pickle gate
+        (`checks/pickles.py`), printed as `pickle CODE` (and `pickle_why REASON`)."""
+        code, out, why = run_main("comfyfixer_formats", self.formats_py, [self.part, self.name])
+        fmt = out.strip() or "unknown"
+        sys.stdout.write(f"format {fmt} {code}\n")
         if why:
             sys.stdout.write(f"why {why}\n")
+        if code == 0 and (self.pickle_ext or fmt in ("pickle", "pickle-zip")):
+            code, _, why = run_main("comfyfixer_pickles", self.pickles_py, [self.part])
+            sys.stdout.write(f"pickle {code}\n")
+            if why:
+                sys.stdout.write(f"pickle_why {why}\n")
+
+
+def run_main(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
+    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = load_module(name, text).main(argv)
+    return int(code), out.getvalue(), " ".join(err.getvalue().replace("comfyfixer: ", "").split())
