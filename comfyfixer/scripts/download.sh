@@ -18,17 +18,18 @@
 #   against the allowed hosts and suffixes written above (`checks/hosts.py`) before it is
 #   requested, for curl and wget alike. A refused hop ends the script (exit 21) naming the host.
 # - The token goes only to the origin of the download URL (the hub or Civitai endpoint it belongs
-#   to), never to a redirect target elsewhere. It reaches curl through `--header @<(printf …)`:
-#   printf is a bash builtin and the header travels through a pipe, so it appears neither in the
-#   script, nor in `ps`, nor on disk. wget can only take it on its command line, so wget is used
-#   only when no token is needed.
-# - The sha256 is computed while the bytes stream (`carried/stream_part.py`): a retry re-hashes
-#   what the part already holds, so the final digest covers the whole file and a successful
-#   download is hashed once. The same program writes only a 2xx body, refuses a compressed one and
-#   stops as soon as the part would pass the published (else announced) size. Since it runs anyway,
-#   it also checks its hop (`checks/hosts.py`) before the fetch may start (a FIFO gates the fetch)
-#   and the finished part's format (`checks/formats.py`): every Python start costs tens of ms, and
-#   a download of a small file is mostly starts (one per hop now, not two).
+#   to), never to a redirect target elsewhere. It reaches the Python programs on their stdin
+#   (`< <(printf …)`: printf is a bash builtin) and curl through a pipe (`--header @/dev/fd/3`), so
+#   it appears neither in the script, nor in `ps`, nor on disk. wget can only take it on its command
+#   line, so wget is used only when no token is needed.
+# - The single stream is one program per attempt (`carried/stream_part.py`): it checks each hop
+#   (`checks/hosts.py`) before it starts that hop's curl (or wget) with the command built here,
+#   and computes the sha256 while the bytes stream: a retry re-hashes what the part already holds,
+#   so the final digest covers the whole file and a successful download is hashed once. It writes
+#   only a 2xx body, refuses a compressed one, stops as soon as the part would pass the published
+#   (else announced) size, and runs the checks of the finished part (`checks/formats.py`, then
+#   `checks/pickles.py` for a pickle). One program because every Python start costs tens of ms,
+#   and a download of a small file is mostly starts: one per attempt (there were six).
 # - Nothing here starts Python just to see that it works: the first Python step (which always comes
 #   before any request) finds out, and exit 126/127 from it switches to python3 once.
 # - Few forks: the temporary folder only when the single stream needs one, builtins over `$(…)`.

@@ -80,42 +80,44 @@ if __name__ == "__main__":
     sys.exit(main())
 '
 # shellcheck disable=SC2016
-STREAM_PART_PY='"""Append one HTTP answer body to the partial file, only if it is the model, and print the sha256.
+STREAM_PART_PY='"""One attempt of the single stream: follow the URL'"'"'s redirects one checked hop at a time, running
+the script'"'"'s fetch (curl or wget) for each hop, and append the model'"'"'s body to the partial file.
 
-curl (or wget) writes the response headers to a file before it writes the first body byte to our
-stdin, so once that byte (or the end of the stream) arrives the headers are read back to decide:
-- not a 2xx answer (a redirect hop, an error page): the body is read and thrown away, the part is
-  left alone, and "skip" is printed; the script decides what the status means;
+Every hop is checked with `checks/hosts.py` (executed from its text: the URL itself, then each
+Location'"'"'s target) before its fetch is started, and the token goes only where that check says (to
+the URL'"'"'s own origin): to curl through a pipe (`--header @/dev/fd/3`), never on a command line.
+The fetch writes the response headers to a file before the first body byte reaches us, so once
+that byte (or the end of the stream) arrives the headers are read back to decide:
+- a redirect with a Location: its body is thrown away and the next hop is checked and fetched;
+- another non-2xx answer (an error page): the body is read and thrown away, the part is left alone,
+  and "skip" is printed; the script decides what the status means;
 - a compressed answer (Content-Encoding other than identity): nothing is written, exit 4;
 - otherwise the bytes are appended while the whole part is hashed (what was already there is
   re-read first, a retry), and the transfer stops as soon as the part would grow past LIMIT (the
   published size, else the size this answer announces): exit 5, so an endless body cannot fill the
   disk. Unbuffered writes keep the part a clean prefix of the file even when the process is killed.
-
-It also does the checks that would otherwise each cost the script an interpreter start (tens of
-ms), with the very modules the script carries, executed from their text:
-- first the hop itself, with `checks/hosts.py` (its own arguments: the download URL, or the target
-  of a Location from the previous hop), before anything is requested: the fetch on the left of the
-  pipeline waits for the verdict on fd 3 (a FIFO): "go TOKEN URL" (TOKEN 1 when the token may go
-  there), or nothing. Printed as `hop URL`, or `refused REASON` (then nothing else happens);
-- once the part holds all LIMIT bytes: the format check of `checks/formats.py` on it, printed as
-  `format NAME CODE` and, when it fails, `why REASON`; then for a pickle (PICKLE_EXT set, or the
-  format says so) the gate of `checks/pickles.py`: `pickle CODE`, `pickle_why REASON` (the part
-  does not change after these answers).
+  Once the part holds all LIMIT bytes it runs the script'"'"'s checks of the finished part: the format
+  check of `checks/formats.py` (`format NAME CODE`, `why REASON`), then for a pickle (PICKLE_EXT set,
+  or the format says so) the gate of `checks/pickles.py` (`pickle CODE`, `pickle_why REASON`). The
+  part does not change after these answers.
+One program for all of it because every Python start costs a download tens of ms: an attempt is one.
 
 Run by every download script as:
-    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY
-        ALLOWED HTTP_HOSTS SUFFIXES GRANTED START CURRENT [LOCATION]
-(LIMIT may be empty; NAME the file name the format check judges by; PICKLE_EXT the file'"'"'s extension
-when it is a pickle one, else empty; the *_PY arguments the texts of the checks; the rest the
-arguments of `checks/hosts.py`.) Standard library only. Prints the lines
-above and `sha256 HEX` (or `skip`). Exit 1: the part cannot be written; 0 otherwise.
+    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY MAX_HOPS
+        ALLOWED HTTP_HOSTS SUFFIXES GRANTED URL -- FETCH...
+(LIMIT may be empty; HEADERS the file the fetch dumps headers into; PICKLE_EXT the file'"'"'s extension
+when it is a pickle one, else empty; the *_PY arguments the texts of the checks; ALLOWED..GRANTED
+the host lists of `checks/hosts.py`; FETCH the script'"'"'s curl or wget command without its URL.) The
+token, if any, is the first line of standard input. Standard library only. Prints `hop URL` for
+every hop fetched (or `refused REASON`, then nothing is fetched), `fetch_rc N` (the last fetch'"'"'s exit
+code) and the lines above, `sha256 HEX` or `skip`. Exit 1: the part cannot be written; 0 otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
 import time
 from types import ModuleType
@@ -125,7 +127,7 @@ CHUNK = 1 << 20
 DISCARD_LIMIT = 1 << 20
 EXIT_COMPRESSED = 4
 EXIT_TOO_LARGE = 5
-GATE = 3  # the fd of the FIFO the fetch waits on
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def last_response(text: str) -> tuple[int | None, dict[str, str]]:
@@ -178,24 +180,53 @@ def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
     return int(code), out.getvalue(), why
 
 
-def check_hop(hosts_py: str, hosts_args: list[str]) -> bool:
-    """Check this hop before it is requested (`checks/hosts.py`), and open or keep shut the gate."""
+def check_hop(hosts_py: str, hosts_args: list[str]) -> tuple[str, bool] | None:
+    """Check a hop before it is requested (`checks/hosts.py`): (URL, token may go there), or None."""
     code, out, why = run_check("comfyfixer_hosts", hosts_py, hosts_args)
     lines = out.split()
-    allowed = code == 0 and len(lines) == 2
-    if allowed:
-        verdict = f"go {1 if lines[1] == '"'"'token'"'"' else 0} {lines[0]}\n"
-        print(f"hop {lines[0]}")
-    else:
-        verdict = "no\n"
+    if code != 0 or len(lines) != 2:
         print(f"refused {why or '"'"'the URL was refused'"'"'}")
-    sys.stdout.flush()
-    try:  # the gate: fd 3, the FIFO the fetch waits on (closed at once: the fetch reads one line)
-        os.write(GATE, verdict.encode())
-        os.close(GATE)
-    except OSError:
-        return False  # no gate, no fetch: nothing will come
-    return allowed
+        return None
+    print(f"hop {lines[0]}")
+    return lines[0], lines[1] == "token"
+
+
+def start_fetch(command: list[str], url: str, token: str, header_file: str) -> tuple[int, int]:
+    """Start the fetch of `url` (pid, the read end of its stdout). The token, when it may go there,
+    travels through a pipe on fd 3; wget'"'"'s header dump is its stderr."""
+    open(header_file, "w").close()  # a fetch that fails early must not leave old headers
+    body_r, body_w = os.pipe()
+    actions: list[tuple[object, ...]] = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, body_w, 1),
+    ]
+    args = list(command)
+    token_r = -1
+    if os.path.basename(args[0]) == "wget":
+        actions.append((os.POSIX_SPAWN_OPEN, 2, header_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        args += ["--", url]
+    else:
+        if token:
+            token_r, token_w = os.pipe()
+            os.write(token_w, f"Authorization: Bearer {token}\n".encode())
+            os.close(token_w)
+            actions.append((os.POSIX_SPAWN_DUP2, token_r, 3))
+            args += ["--header", "@/dev/fd/3"]
+        args += ["--url", url]
+    try:
+        pid = os.posix_spawnp(args[0], args, os.environ, file_actions=actions)
+    finally:
+        os.close(body_w)
+        if token_r >= 0:
+            os.close(token_r)
+    return pid, body_r
+
+
+def finish_fetch(pid: int) -> int:
+    """The fetch'"'"'s exit code (128 + N when a signal N ended it, as the shell says)."""
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
@@ -221,13 +252,14 @@ def announced_total(status: int, headers: dict[str, str]) -> int | None:
     return int(length) if length.isdigit() else None
 
 
-def main(argv: list[str]) -> int:
-    part, header_file, limit_arg, name, formats_py, pickles_py, pickle_ext, hosts_py = argv[:8]
-    if not check_hop(hosts_py, argv[8:]):
-        return 0
+Answer = tuple[int, "int | None", "dict[str, str]"]  # exit code, status, headers
+
+
+def stream(src_fd: int, part: str, header_file: str, limit_arg: str) -> Answer:
+    """One answer'"'"'s body from `src_fd`: (exit code, status, headers); prints the sha256 or "skip"."""
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as src:
+    with open(src_fd, "rb", buffering=0, closefd=False) as src:
         first = src.readinto(buf) or 0
         status, headers = read_headers(header_file, waited_for_body=first > 0)
         if status is None or not 200 <= status < 300:
@@ -236,11 +268,11 @@ def main(argv: list[str]) -> int:
                 first = src.readinto(buf) or 0
                 seen += first
             print("skip")
-            return 0
+            return 0, status, headers
         encoding = headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
             sys.stderr.write(f"comfyfixer: the server compressed the answer ({encoding}); refusing it\n")
-            return EXIT_COMPRESSED
+            return EXIT_COMPRESSED, status, headers
         limit = int(limit_arg) if limit_arg.isdigit() else announced_total(status, headers)
         h = hashlib.sha256()
         try:
@@ -256,7 +288,7 @@ def main(argv: list[str]) -> int:
                         sys.stderr.write(
                             f"comfyfixer: the server sent more than the {limit} bytes the file has; stopped\n"
                         )
-                        return EXIT_TOO_LARGE
+                        return EXIT_TOO_LARGE, status, headers
                     done = 0
                     while done < n:
                         done += out.write(view[done:n])
@@ -265,16 +297,46 @@ def main(argv: list[str]) -> int:
                 complete = limit is not None and out.tell() == limit
         except OSError as exc:
             sys.stderr.write(f"comfyfixer: cannot write the partial file: {exc}\n")
-            return 1
+            return 1, status, headers
     print(f"sha256 {h.hexdigest()}")
-    if complete:
-        check_part(part, name, formats_py, pickles_py, pickle_ext)
-    return 0
+    return (0 if not complete else -1), status, headers  # -1: complete, the checks are due
+
+
+def main(argv: list[str]) -> int:
+    part, header_file, limit_arg, name, formats_py, pickles_py, pickle_ext, hosts_py, max_hops = argv[:9]
+    rules, command = argv[9:14], argv[15:]
+    # Ctrl-C and SIGTERM reach the whole group: end quietly (the script says what happened).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    token = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
+    current, location, fetch_rc, code = rules[4], "", 125, 0
+    for _ in range(int(max_hops) + 1 if max_hops.isdigit() else 11):
+        hop = check_hop(hosts_py, [*rules, current, *([location] if location else [])])
+        if hop is None:
+            break  # nothing is fetched from a refused host
+        url, token_ok = hop
+        pid, body = start_fetch(command, url, token if token_ok else "", header_file)
+        try:
+            code, status, headers = stream(body, part, header_file, limit_arg)
+        finally:
+            os.close(body)  # a body we stopped reading: the fetch ends on its closed pipe
+            fetch_rc = finish_fetch(pid)
+        if code == -1:
+            code = 0
+            print(f"fetch_rc {fetch_rc}")
+            sys.stdout.flush()
+            check_part(part, name, formats_py, pickles_py, pickle_ext)
+            return 0
+        location = headers.get("location", "")
+        if code != 0 or status not in REDIRECTS or not location:
+            break
+        current = url
+    print(f"fetch_rc {fetch_rc}")
+    return code
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (15, 16):
-        sys.stderr.write(f"comfyfixer: stream_part: expected 14 or 15 arguments, got {len(sys.argv) - 1}\n")
+    if len(sys.argv) < 17 or sys.argv[15] != "--":
+        sys.stderr.write("comfyfixer: stream_part: expected 14 arguments, then -- and the fetch command\n")
         sys.exit(2)
     sys.exit(main(sys.argv[1:]))
 '
@@ -2398,51 +2460,37 @@ read_headers() {
   is_uint "$RANGE_TOTAL" || RANGE_TOTAL=""
 }
 
-# One request, no redirect followed: the body of HOP_URL from byte `offset` on, to stdout, the
-# headers to $WORK/headers. The token goes only where the hop's check said it may (HOP_TOKEN=1).
-fetch() {
+# The fetch command for one attempt, without its URL (`stream_part.py` adds the URL of each checked
+# hop, and the token through a pipe when that hop may have it): FETCH_ARGS. The body goes to stdout,
+# the headers to $WORK/headers (wget: its stderr, which the streamer points there).
+fetch_command() {
   local offset=$1
   if [ "$FETCHER" = curl ]; then
     # Run by hand on a terminal: curl's progress bar. comfyfixer sends stderr to a log, so not there.
     local meter=--silent
     if [ -t 2 ]; then meter=--progress-bar; fi
-    local -a args=(--fail "$meter" --show-error --proto '=http,https' --connect-timeout 30
+    FETCH_ARGS=(curl --fail "$meter" --show-error --proto '=http,https' --connect-timeout 30
       --speed-limit 1024 --speed-time 60 --user-agent "$USER_AGENT"
       --header 'Accept-Encoding: identity' --dump-header "$WORK/headers" --output -)
-    if [ "$offset" -gt 0 ]; then args+=(--continue-at "$offset"); fi
-    if [ -n "$TOKEN" ] && [ "$HOP_TOKEN" = 1 ]; then
-      curl "${args[@]}" --header @<(printf 'Authorization: Bearer %s\n' "$TOKEN") --url "$HOP_URL"
-    else
-      curl "${args[@]}" --url "$HOP_URL"
-    fi
+    if [ "$offset" -gt 0 ]; then FETCH_ARGS+=(--continue-at "$offset"); fi
   else
-    local -a args=(--no-verbose --server-response --tries=1 --max-redirect=0 --timeout=60
+    FETCH_ARGS=(wget --no-verbose --server-response --tries=1 --max-redirect=0 --timeout=60
       --user-agent="$USER_AGENT" --header=Accept-Encoding:identity --output-document=-)
-    if [ "$offset" -gt 0 ]; then args+=("--start-pos=$offset"); fi
-    wget "${args[@]}" -- "$HOP_URL" 2>"$WORK/headers"
+    if [ "$offset" -gt 0 ]; then FETCH_ARGS+=("--start-pos=$offset"); fi
   fi
 }
 
-# The left side of a hop's pipeline: waits for the streamer's verdict on the hop (one line through
-# the FIFO on stdin: "go TOKEN URL", TOKEN 1 when the token may go there), and only then fetches that
-# URL. Anything else (a refusal, a streamer that never started) means nothing is requested: 125.
-gated_fetch() {
-  local verdict="" token="" url=""
-  IFS=' ' read -r verdict token url || :
-  [ "$verdict" = go ] && [ -n "$url" ] || return 125
-  HOP_URL=$url HOP_TOKEN=$token fetch "$1" </dev/null
-}
-
-# What the streamer printed: the hop it checked (NEXT_URL) or why it refused it (NEXT_REFUSED);
-# STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY once the part is complete, and for a pickle
-# PART_PICKLE (the gate's code) and PART_PICKLE_WHY.
+# What the streamer printed: why it refused a hop (NEXT_REFUSED; the hops it fetched are `hop URL`),
+# the last fetch's exit code (STREAM_FETCH_RC); STREAM_SHA; PART_FORMAT ("NAME CODE") and PART_WHY
+# once the part is complete, and for a pickle PART_PICKLE (the gate's code) and PART_PICKLE_WHY.
 read_stream() {
   local key value
-  STREAM_SHA="" PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY="" NEXT_URL="" NEXT_REFUSED=""
+  STREAM_SHA="" PART_FORMAT="" PART_WHY="" PART_PICKLE="" PART_PICKLE_WHY="" NEXT_REFUSED=""
+  STREAM_FETCH_RC=125
   while read -r key value || [ -n "$key" ]; do
     case $key in
-      hop) NEXT_URL=$value ;;
       refused) NEXT_REFUSED=$value ;;
+      fetch_rc) STREAM_FETCH_RC=$value ;;
       sha256) STREAM_SHA=$value ;;
       format) PART_FORMAT=$value ;;
       why) PART_WHY=$value ;;
@@ -2452,46 +2500,39 @@ read_stream() {
   done <"$WORK/stream"
 }
 
-# One attempt: request the URL and follow its redirects one hop at a time, one pipeline per hop.
-# Its streamer (`stream_part.py`) first checks the hop with `checks/hosts.py` (the URL itself, then
-# each Location exactly as read here) and only then lets the fetch start (gated_fetch, through the
-# FIFO $WORK/gate): so each hop costs one Python start, not two. The 2xx body is appended to the
-# part while the whole part streams through one sha256 pass, and the finished part's format is
-# checked (read_stream). Leaves the last response in $WORK/headers and "fetch_rc stream_rc" in
-# $WORK/status.
+# `carried/stream_part.py` with its arguments; the token (if any) on its stdin, through a pipe.
+stream_part_py() {
+  "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
+    "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$MAX_HOPS" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
+    "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" -- "${FETCH_ARGS[@]}"
+}
+
+# One attempt: one run of `stream_part.py`, which follows the URL's redirects one checked hop at a
+# time (each checked with `checks/hosts.py` before its fetch starts; the token only to the URL's
+# origin), appends the 2xx body to the part while the whole part streams through one sha256 pass,
+# and checks the finished part (read_stream): one Python start per attempt. Leaves the last response
+# in $WORK/headers and "fetch_rc stream_rc" in $WORK/status.
 transfer() {
-  local offset=$1 hops=0 location="" fetch_rc stream_rc
-  HOP_URL=$URL
+  local stream_rc
   need_work
-  if [ ! -p "$WORK/gate" ]; then
-    mkfifo -- "$WORK/gate" || fail 15 "cannot create a named pipe in $WORK (TMPDIR must allow them)"
-  fi
+  fetch_command "$1"
   while :; do
-    # Emptied, not removed: builtins, and a fetch that fails early must not leave old headers.
-    : >"$WORK/headers"
-    : >"$WORK/status"
-    set +e
-    # The FIFO is read by the fetch and written by the streamer: that is the gate (SC2094 is meant).
-    # shellcheck disable=SC2094
-    gated_fetch "$offset" <"$WORK/gate" |
-      "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
-        "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$ALLOWED_HOSTS" "$HTTP_HOSTS" "$REDIRECT_SUFFIXES" "$GRANTED_URL" \
-        "$URL" "$HOP_URL" ${location:+"$location"} 3>"$WORK/gate" >"$WORK/stream"
-    fetch_rc=${PIPESTATUS[0]} stream_rc=${PIPESTATUS[1]}
-    set -e
-    # The interpreter could not start (nothing was requested): python3, then the same hop again.
-    if python_failed "$stream_rc"; then continue; fi
-    printf '%s %s\n' "$fetch_rc" "$stream_rc" >"$WORK/status"
-    read_stream
-    if [ -n "$NEXT_REFUSED" ]; then fail 21 "$NEXT_REFUSED"; fi
-    if [ -n "$NEXT_URL" ]; then HOP_URL=$NEXT_URL; fi
-    read_headers
-    case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
-    hops=$((hops + 1))
-    if [ "$hops" -gt "$MAX_HOPS" ]; then fail 10 "more than $MAX_HOPS redirects for $URL"; fi
-    if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
-    location=$LOCATION
+    stream_rc=0
+    if [ -n "$TOKEN" ]; then
+      stream_part_py < <(printf '%s\n' "$TOKEN") >"$WORK/stream" || stream_rc=$?
+    else
+      stream_part_py </dev/null >"$WORK/stream" || stream_rc=$?
+    fi
+    # The interpreter could not start (nothing was requested): python3, then the attempt again.
+    python_failed "$stream_rc" || break
   done
+  read_stream
+  if [ -n "$NEXT_REFUSED" ]; then fail 21 "$NEXT_REFUSED"; fi # nothing came from that host
+  printf '%s %s\n' "$STREAM_FETCH_RC" "$stream_rc" >"$WORK/status"
+  read_headers
+  case $HTTP_STATUS in 301 | 302 | 303 | 307 | 308) ;; *) return 0 ;; esac
+  if [ -z "$LOCATION" ]; then fail 10 "the server redirected (HTTP $HTTP_STATUS) without saying where"; fi
+  fail 10 "more than $MAX_HOPS redirects for $URL"
 }
 
 backoff() {
