@@ -8,12 +8,15 @@ threshold keep it fast; pieces are 1 MiB, so 6 MiB gives several connections rea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from comfyfixer.checks import formats, hosts, pickles
-from comfyfixer.scripts.carried import segments
+from comfyfixer.scripts.carried import http_client, segments
+from comfyfixer.scripts.carried.http_client import Connection, Response
 from comfyfixer.scripts.carried.rules import Rules
 from comfyfixer.scripts.render import segments_program
 from tests.fakes.files import FileServer
@@ -411,3 +415,61 @@ def test_host_rule_is_the_one_of_checks_hosts() -> None:
     assert not rules.allows("https://x.example/g", redirect=False)
     assert not rules.allows("https://huggingface.co/a b", redirect=True)
     assert not rules.allows("https://huggingface.co/a\r\nX-Evil: 1", redirect=True)
+
+
+def _trickling_server(body: bytes, chunk: int, pause: float, stop_after: int) -> tuple[int, threading.Thread]:
+    """One connection: a 206 with `body`, sent `chunk` bytes every `pause` s, silent after `stop_after`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn, contextlib.suppress(OSError):  # the client may hang up
+            conn.recv(65536)
+            head = f"HTTP/1.1 206 Partial Content\r\nContent-Length: {len(body)}\r\n"
+            conn.sendall(f"{head}Content-Range: bytes 0-{len(body) - 1}/{len(body)}\r\n\r\n".encode())
+            for pos in range(0, stop_after, chunk):
+                conn.sendall(body[pos : min(stop_after, pos + chunk)])
+                time.sleep(pause)
+            time.sleep(1.5)  # silent: longer than the client's timeout
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def _read_body(port: int, size: int, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, Connection]:
+    monkeypatch.setattr(http_client, "TIMEOUT", 0.4)  # seconds without a byte (30 in scripts)
+    conn = Connection("http", "127.0.0.1", port, None)
+    status, headers = conn.request("/m", {"Range": f"bytes=0-{size - 1}"})
+    answer = Response(conn, status, headers, f"http://127.0.0.1:{port}/m")
+    buf = bytearray(MIB)
+    got = bytearray()
+    try:
+        while answer.remaining:
+            n = answer.readinto(memoryview(buf))
+            if not n:
+                break
+            got += buf[:n]
+    finally:
+        conn.close()
+    return bytes(got), conn
+
+
+def test_a_slow_link_is_not_taken_for_a_dead_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read waits for a whole block (SO_RCVLOWAT) where the kernel supports it; a link too slow to
+    # fill one within the timeout still delivers, byte by byte, instead of failing the piece.
+    body = os.urandom(200_000)
+    port, server = _trickling_server(body, 8192, 0.03, len(body))  # ~270 KB/s: 0.75 s for the body
+    got, conn = _read_body(port, len(body), monkeypatch)
+    server.join(5)
+    assert got == body
+    if sys.platform.startswith("linux"):
+        assert not conn.batching and conn.low_water == 1  # the mark was met by the timeout, then dropped
+
+
+def test_a_silent_link_still_fails_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = os.urandom(200_000)
+    port, server = _trickling_server(body, 8192, 0.0, 50_000)  # then silence
+    with pytest.raises(OSError):
+        _read_body(port, len(body), monkeypatch)
+    server.join(5)
