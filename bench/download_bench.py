@@ -352,6 +352,13 @@ def report(
     )
     print("runs: " + "; ".join(f"{c.name} [{', '.join(f'{w:.2f}' for w in c.walls)}]" for c in clients))
     print("CPU runs: " + "; ".join(f"{c.name} [{', '.join(f'{u:.2f}' for u in c.cpus)}]" for c in clients))
+    print(
+        "script/client CPU per round: "
+        + "; ".join(
+            f"{c.name} [{', '.join(f'{s / p:.2f}' for s, p in zip(script.cpus, c.cpus, strict=True))}]"
+            for c in peers
+        )
+    )
     print(f"ideal transfer at {args.segments} x {args.rate_mbs:g} MB/s: {ideal:.3f} s")
     report_small(small)
 
