@@ -1266,6 +1266,7 @@ if TYPE_CHECKING:
 MAX_HEADER = 64 << 10
 MAX_HOPS = 10
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as failed
+TLS_RECORD = 16384 + 2048 + 5  # the largest TLS record on the wire (TLS 1.2: payload, expansion, header)
 BAD_TYPES = ("text/html", "application/json", "application/problem+json", "application/xhtml")
 
 
@@ -1296,6 +1297,9 @@ class Connection:
         # Bytes the kernel waits for before it wakes a read (SO_RCVLOWAT); see `wake_at`. Linux only:
         # its kernel caps the mark at half the largest receive buffer, so a read can always be met.
         self.low_water = 1
+        # Over TLS, OpenSSL may already hold the start of a record it could not finish: what the
+        # kernel still gets for a body can fall short of what the body owes by up to one record.
+        self.slack = TLS_RECORD if scheme == "https" else 0
         self.batching = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVLOWAT")
 
     def request(self, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
@@ -1324,14 +1328,17 @@ class Connection:
                 fields[name.strip().lower()] = value.strip()
         return int(parts[1]), fields
 
-    def wake_at(self, count: int) -> None:
+    def wake_at(self, count: int, owed: int | None = None) -> None:
         """Let the kernel wake this connection'"'"'s reads only once `count` bytes are waiting.
 
         A body is read in 1 MiB blocks: woken for every few hundred KiB that arrive, 16 receiving
         threads cost a thread switch, a GIL hand-off and a pass of Python per wake-up (a tenth of
-        the segmented download'"'"'s CPU on 256 MiB); woken once per block, they do not. The caller
-        asks only for bytes the body still owes, so a mark is always met or the read times out.
+        the segmented download'"'"'s CPU on 256 MiB); woken once per block, they do not. The mark never
+        exceeds what the body still sends (`owed`, less a TLS record), so it is always met unless
+        the link stalls (then the read times out as before).
         """
+        if owed is not None:
+            count = min(count, owed - self.slack)
         count = max(1, count) if self.batching else 1
         if count != self.low_water:
             import socket
@@ -1387,7 +1394,7 @@ class Response:
         """Body bytes into `view` (never past the body'"'"'s end); 0 when the connection closed early."""
         if self.remaining is not None:
             view = view[: self.remaining]
-            self.conn.wake_at(len(view))  # the body owes at least this much: the mark is met
+            self.conn.wake_at(len(view), self.remaining)
         n = self.conn.readinto(view) if len(view) else 0
         if self.remaining is not None:
             self.remaining -= n
