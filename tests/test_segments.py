@@ -568,3 +568,21 @@ def test_over_tls_the_mark_never_waits_for_bytes_openssl_already_took(
     assert bytes(got) == body
     if sys.platform.startswith("linux"):
         assert conn.batching  # no read waited into the timeout
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("6.18.44-fc-v1147", True),
+        ("4.19.0-27-amd64", True),
+        ("4.15.0-213-generic", False),
+        ("3.10.0-1160.el7", False),
+        ("weird", False),
+    ],
+)
+def test_read_marks_only_where_the_kernel_grows_the_buffer_to_fit_them(
+    monkeypatch: pytest.MonkeyPatch, release: str, expected: bool
+) -> None:
+    real = os.uname()
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result((*real[:2], release, *real[3:])))
+    assert http_client.marks_fit() is (expected and sys.platform.startswith("linux"))

@@ -1270,6 +1270,21 @@ TLS_RECORD = 16384 + 2048 + 5  # the largest TLS record on the wire (TLS 1.2: pa
 BAD_TYPES = ("text/html", "application/json", "application/problem+json", "application/xhtml")
 
 
+def marks_fit() -> bool:
+    """Whether a read mark always fits the receive buffer: Linux from 4.19 grows the buffer to hold
+    the mark (and caps it at half of the largest buffer). Older kernels do not, so a mark above the
+    buffer would never be met; elsewhere it was not checked. Without that, reads wake for any byte."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import os
+
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (4, 19)
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection, spoken directly on the socket.
 
@@ -1294,13 +1309,12 @@ class Connection:
         elif ":" in host:
             self.host_header = f"[{host}]:{port}"
         self.extra = bytearray()  # body bytes that arrived with the headers
-        # Bytes the kernel waits for before it wakes a read (SO_RCVLOWAT); see `wake_at`. Linux only:
-        # its kernel caps the mark at half the largest receive buffer, so a read can always be met.
+        # Bytes the kernel waits for before it wakes a read (SO_RCVLOWAT); see `wake_at`.
         self.low_water = 1
         # Over TLS, OpenSSL may already hold the start of a record it could not finish: what the
         # kernel still gets for a body can fall short of what the body owes by up to one record.
         self.slack = TLS_RECORD if scheme == "https" else 0
-        self.batching = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVLOWAT")
+        self.batching = hasattr(socket, "SO_RCVLOWAT") and marks_fit()
 
     def request(self, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
         self.wake_at(1)  # headers: any byte
