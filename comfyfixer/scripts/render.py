@@ -72,10 +72,11 @@ CARRIED: dict[str, tuple[str, str]] = {
     "HOSTS_PY": ("comfyfixer.checks", "hosts.py"),
     "FORMATS_PY": ("comfyfixer.checks", "formats.py"),
     "PICKLES_PY": ("comfyfixer.checks", "pickles.py"),
-    # The segmented downloader: one module per concept, installed from their texts by `loader.py`
-    # in SEGMENT_MODULES order (download.sh's segments_py passes them so).
+    # Installed from their texts by `loader.py`: the streamer above after `gates`, the segmented
+    # downloader (one module per concept) in SEGMENT_MODULES order (segmented.sh passes them so).
     "LOADER_PY": ("comfyfixer.scripts.carried", "loader.py"),
     "OUTCOME_PY": ("comfyfixer.scripts.carried", "outcome.py"),
+    "GATES_PY": ("comfyfixer.scripts.carried", "gates.py"),
     "RULES_PY": ("comfyfixer.scripts.carried", "rules.py"),
     "PIECES_PY": ("comfyfixer.scripts.carried", "pieces.py"),
     "HTTP_CLIENT_PY": ("comfyfixer.scripts.carried", "http_client.py"),
@@ -86,6 +87,7 @@ CARRIED: dict[str, tuple[str, str]] = {
 # Module name -> its variable above, in the order the loader installs them (the program last).
 SEGMENT_MODULES: dict[str, str] = {
     "outcome": "OUTCOME_PY",
+    "gates": "GATES_PY",
     "rules": "RULES_PY",
     "pieces": "PIECES_PY",
     "http_client": "HTTP_CLIENT_PY",

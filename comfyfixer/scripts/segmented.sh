@@ -61,8 +61,8 @@ segmented() {
 # and the modules it imports (one concept each) are installed from their texts by `carried/loader.py`,
 # in this order (render.py's SEGMENT_MODULES).
 segments_py() {
-  "$PYTHON" -S -c "$LOADER_PY" "outcome rules pieces http_client prefix_hash transfer segments" \
-    "$OUTCOME_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
+  "$PYTHON" -S -c "$LOADER_PY" "outcome gates rules pieces http_client prefix_hash transfer segments" \
+    "$OUTCOME_PY" "$GATES_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
     "$SEGMENTS_PY" -- "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
     "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT"

@@ -89,9 +89,10 @@ read_stream() {
   done <"$WORK/stream"
 }
 
-# `carried/stream_part.py` with its arguments; the token (if any) on its stdin, through a pipe.
+# `carried/stream_part.py` with its arguments, installed after `carried/gates.py` (the checks it
+# runs in-process) by `carried/loader.py`; the token (if any) on its stdin, through a pipe.
 stream_part_py() {
-  "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
+  "$PYTHON" -S -c "$LOADER_PY" "gates stream_part" "$GATES_PY" "$STREAM_PART_PY" -- "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
     "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$MAX_HOPS" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
     "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" -- "${FETCH_ARGS[@]}"
 }

@@ -103,9 +103,9 @@ that byte (or the end of the stream) arrives the headers are read back to decide
   part does not change after these answers.
 One program for all of it because every Python start costs a download tens of ms: an attempt is one.
 
-Run by every download script as:
-    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY MAX_HOPS
-        ALLOWED HTTP_HOSTS SUFFIXES GRANTED URL -- FETCH...
+Run by every download script, installed after `gates.py` by `loader.py`, as:
+    python -S -c <loader.py> "gates stream_part" <gates.py> <this file> -- PART HEADERS LIMIT NAME
+        FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY MAX_HOPS ALLOWED HTTP_HOSTS SUFFIXES GRANTED URL -- FETCH...
 (LIMIT may be empty; HEADERS the file the fetch dumps headers into; PICKLE_EXT the file'"'"'s extension
 when it is a pickle one, else empty; the *_PY arguments the texts of the checks; ALLOWED..GRANTED
 the host lists of `checks/hosts.py`; FETCH the script'"'"'s curl or wget command without its URL.) The
@@ -121,7 +121,8 @@ import os
 import signal
 import sys
 import time
-from types import ModuleType
+
+from .gates import check_part, run_main
 
 CHUNK = 1 << 20
 # A body we throw away (redirect, error page) is read this far, then the pipe is simply closed.
@@ -161,29 +162,9 @@ def read_headers(path: str, waited_for_body: bool) -> tuple[int | None, dict[str
         time.sleep(0.05)
 
 
-def load_module(name: str, text: str) -> ModuleType:
-    """A carried check run from its text as a module of its own (not __main__: its program part is idle)."""
-    module = ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
-    return module
-
-
-def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
-    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = load_module(name, text).main(argv)
-    why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
-    return int(code), out.getvalue(), why
-
-
 def check_hop(hosts_py: str, hosts_args: list[str]) -> tuple[str, bool] | None:
     """Check a hop before it is requested (`checks/hosts.py`): (URL, token may go there), or None."""
-    code, out, why = run_check("comfyfixer_hosts", hosts_py, hosts_args)
+    code, out, why = run_main("comfyfixer_hosts", hosts_py, hosts_args)
     lines = out.split()
     if code != 0 or len(lines) != 2:
         print(f"refused {why or '"'"'the URL was refused'"'"'}")
@@ -228,21 +209,6 @@ def finish_fetch(pid: int) -> int:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
-    """The format check of the finished part (`checks/formats.py`), then the pickle gate
-    (`checks/pickles.py`) for a pickle: the script'"'"'s own checks, in its order."""
-    code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
-    fmt = out.strip() or "unknown"
-    print(f"format {fmt} {code}")
-    if why:
-        print(f"why {why}")
-    if code == 0 and (pickle_ext or fmt in ("pickle", "pickle-zip")):
-        code, _, why = run_check("comfyfixer_pickles", pickles_py, [part])
-        print(f"pickle {code}")
-        if why:
-            print(f"pickle_why {why}")
 
 
 def announced_total(status: int, headers: dict[str, str]) -> int | None:
@@ -876,7 +842,7 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 '
 # shellcheck disable=SC2016
-LOADER_PY='"""Run a carried program made of several modules, from their texts (the segmented downloader).
+LOADER_PY='"""Run a carried program made of several modules, from their texts (the streamer, the segmented downloader).
 
 A download script runs alone, with no comfyfixer installed, so it carries each module'"'"'s text and runs
     python -S -c <this file> NAMES TEXT... -- ARGS
@@ -968,6 +934,59 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 '
 # shellcheck disable=SC2016
+GATES_PY='"""The script'"'"'s checks (`comfyfixer/checks/`, carried as texts) run inside a Python step that is
+already running, the single stream'"'"'s `stream_part.py` or the segmented `segments.py`: each would
+otherwise cost a download an interpreter start (tens of ms).
+
+Installed before those programs by `loader.py`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+
+def load_module(name: str, text: str) -> ModuleType:
+    """A carried check executed from its text as a module of its own.
+
+    Registered under its own name (dataclasses look their module up) and not as __main__, so its
+    command-line part stays idle.
+    """
+    module = ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+def run_main(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
+    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = load_module(name, text).main(argv)
+    return int(code), out.getvalue(), " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+
+
+def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
+    """The script'"'"'s checks of a finished part, in its order: the format check (`checks/formats.py`),
+    printed as `format NAME CODE` (and `why REASON` when it fails), then for a pickle (by extension
+    or format) the pickle gate (`checks/pickles.py`), printed as `pickle CODE` (and `pickle_why
+    REASON`)."""
+    code, out, why = run_main("comfyfixer_formats", formats_py, [part, name])
+    fmt = out.strip() or "unknown"
+    sys.stdout.write(f"format {fmt} {code}\n")
+    if why:
+        sys.stdout.write(f"why {why}\n")
+    if code == 0 and (pickle_ext or fmt in ("pickle", "pickle-zip")):
+        code, _, why = run_main("comfyfixer_pickles", pickles_py, [part])
+        sys.stdout.write(f"pickle {code}\n")
+        if why:
+            sys.stdout.write(f"pickle_why {why}\n")
+'
+# shellcheck disable=SC2016
 RULES_PY='"""Where requests may go (the host rule of `checks/hosts.py`, executed from its text) and URL parts.
 
 Part of the segmented downloader a script carries (`segments.py`). Standard library only.
@@ -976,12 +995,8 @@ Part of the segmented downloader a script carries (`segments.py`). Standard libr
 from __future__ import annotations
 
 import os
-import sys
 
-# Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from .gates import load_module
 
 
 class Rules:
@@ -1012,20 +1027,6 @@ class Rules:
                 granted=self.granted,
             )
         )
-
-
-def load_module(name: str, text: str) -> Any:
-    """A carried module of `comfyfixer.checks`, executed from its text as a module of its own.
-
-    Registered under its own name (dataclasses look their module up) and not as __main__, so its
-    command-line part stays idle.
-    """
-    import types
-
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
-    return module
 
 
 def split_url(url: str) -> tuple[str, str, int, str]:
@@ -1664,17 +1665,17 @@ probe, resume record, preallocation). Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 
+from .gates import check_part
 from .http_client import Fetcher, Response, auth_stop, check_answer, strong_validator
 from .outcome import INTERRUPTED, MIB, NETWORK, OK, WRITE, Retry, Stop, env_int, say
 from .pieces import READ_BLOCK, Piece, Plan, Record
 from .prefix_hash import hash_prefix
-from .rules import Rules, load_module
+from .rules import Rules
 
 # Annotations only (postponed): importing typing would cost every download'"'"'s start ~3 ms.
 TYPE_CHECKING = False
@@ -1964,30 +1965,8 @@ class Transfer:
         return OK
 
     def check_format(self) -> None:
-        """The script'"'"'s checks of the finished part, run here to spare the script an interpreter
-        start each: the format check (`checks/formats.py`), printed as `format NAME CODE` (and `why
-        REASON` when it fails), then for a pickle (by extension or format) the pickle gate
-        (`checks/pickles.py`), printed as `pickle CODE` (and `pickle_why REASON`)."""
-        code, out, why = run_main("comfyfixer_formats", self.formats_py, [self.part, self.name])
-        fmt = out.strip() or "unknown"
-        sys.stdout.write(f"format {fmt} {code}\n")
-        if why:
-            sys.stdout.write(f"why {why}\n")
-        if code == 0 and (self.pickle_ext or fmt in ("pickle", "pickle-zip")):
-            code, _, why = run_main("comfyfixer_pickles", self.pickles_py, [self.part])
-            sys.stdout.write(f"pickle {code}\n")
-            if why:
-                sys.stdout.write(f"pickle_why {why}\n")
-
-
-def run_main(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
-    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = load_module(name, text).main(argv)
-    return int(code), out.getvalue(), " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        """The script'"'"'s checks of the finished part, run here to spare the script an interpreter start."""
+        check_part(self.part, self.name, self.formats_py, self.pickles_py, self.pickle_ext)
 '
 # shellcheck disable=SC2016
 SEGMENTS_PY='"""Download one large file over several ranged connections into a single preallocated part file.
@@ -2559,9 +2538,10 @@ read_stream() {
   done <"$WORK/stream"
 }
 
-# `carried/stream_part.py` with its arguments; the token (if any) on its stdin, through a pipe.
+# `carried/stream_part.py` with its arguments, installed after `carried/gates.py` (the checks it
+# runs in-process) by `carried/loader.py`; the token (if any) on its stdin, through a pipe.
 stream_part_py() {
-  "$PYTHON" -S -c "$STREAM_PART_PY" "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
+  "$PYTHON" -S -c "$LOADER_PY" "gates stream_part" "$GATES_PY" "$STREAM_PART_PY" -- "$PART" "$WORK/headers" "$EXPECTED_SIZE" "$BASE_NAME" \
     "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT" "$HOSTS_PY" "$MAX_HOPS" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
     "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$URL" -- "${FETCH_ARGS[@]}"
 }
@@ -2679,8 +2659,8 @@ segmented() {
 # and the modules it imports (one concept each) are installed from their texts by `carried/loader.py`,
 # in this order (render.py's SEGMENT_MODULES).
 segments_py() {
-  "$PYTHON" -S -c "$LOADER_PY" "outcome rules pieces http_client prefix_hash transfer segments" \
-    "$OUTCOME_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
+  "$PYTHON" -S -c "$LOADER_PY" "outcome gates rules pieces http_client prefix_hash transfer segments" \
+    "$OUTCOME_PY" "$GATES_PY" "$RULES_PY" "$PIECES_PY" "$HTTP_CLIENT_PY" "$PREFIX_HASH_PY" "$TRANSFER_PY" \
     "$SEGMENTS_PY" -- "$PART" "$URL" "$EXPECTED_SIZE" "$SEGMENTS" \
     "$((SEGMENT_MIN_MIB * 1048576))" "$USER_AGENT" "$1" "$ALLOWED_HOSTS" "$HTTP_HOSTS" \
     "$REDIRECT_SUFFIXES" "$GRANTED_URL" "$HOSTS_PY" "$BASE_NAME" "$FORMATS_PY" "$PICKLES_PY" "$PICKLE_EXT"

@@ -1,4 +1,4 @@
-"""Run a carried program made of several modules, from their texts (the segmented downloader).
+"""Run a carried program made of several modules, from their texts (the streamer, the segmented downloader).
 
 A download script runs alone, with no comfyfixer installed, so it carries each module's text and runs
     python -S -c <this file> NAMES TEXT... -- ARGS

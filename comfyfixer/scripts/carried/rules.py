@@ -6,12 +6,8 @@ Part of the segmented downloader a script carries (`segments.py`). Standard libr
 from __future__ import annotations
 
 import os
-import sys
 
-# Annotations only (postponed): importing typing would cost every download's start ~3 ms.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from .gates import load_module
 
 
 class Rules:
@@ -42,20 +38,6 @@ class Rules:
                 granted=self.granted,
             )
         )
-
-
-def load_module(name: str, text: str) -> Any:
-    """A carried module of `comfyfixer.checks`, executed from its text as a module of its own.
-
-    Registered under its own name (dataclasses look their module up) and not as __main__, so its
-    command-line part stays idle.
-    """
-    import types
-
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
-    return module
 
 
 def split_url(url: str) -> tuple[str, str, int, str]:

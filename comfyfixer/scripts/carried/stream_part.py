@@ -20,9 +20,9 @@ that byte (or the end of the stream) arrives the headers are read back to decide
   part does not change after these answers.
 One program for all of it because every Python start costs a download tens of ms: an attempt is one.
 
-Run by every download script as:
-    python -S -c <this file> PART HEADERS LIMIT NAME FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY MAX_HOPS
-        ALLOWED HTTP_HOSTS SUFFIXES GRANTED URL -- FETCH...
+Run by every download script, installed after `gates.py` by `loader.py`, as:
+    python -S -c <loader.py> "gates stream_part" <gates.py> <this file> -- PART HEADERS LIMIT NAME
+        FORMATS_PY PICKLES_PY PICKLE_EXT HOSTS_PY MAX_HOPS ALLOWED HTTP_HOSTS SUFFIXES GRANTED URL -- FETCH...
 (LIMIT may be empty; HEADERS the file the fetch dumps headers into; PICKLE_EXT the file's extension
 when it is a pickle one, else empty; the *_PY arguments the texts of the checks; ALLOWED..GRANTED
 the host lists of `checks/hosts.py`; FETCH the script's curl or wget command without its URL.) The
@@ -38,7 +38,8 @@ import os
 import signal
 import sys
 import time
-from types import ModuleType
+
+from .gates import check_part, run_main
 
 CHUNK = 1 << 20
 # A body we throw away (redirect, error page) is read this far, then the pipe is simply closed.
@@ -78,29 +79,9 @@ def read_headers(path: str, waited_for_body: bool) -> tuple[int | None, dict[str
         time.sleep(0.05)
 
 
-def load_module(name: str, text: str) -> ModuleType:
-    """A carried check run from its text as a module of its own (not __main__: its program part is idle)."""
-    module = ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"{name}.py", "exec"), module.__dict__)
-    return module
-
-
-def run_check(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
-    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = load_module(name, text).main(argv)
-    why = " ".join(err.getvalue().replace("comfyfixer: ", "").split())
-    return int(code), out.getvalue(), why
-
-
 def check_hop(hosts_py: str, hosts_args: list[str]) -> tuple[str, bool] | None:
     """Check a hop before it is requested (`checks/hosts.py`): (URL, token may go there), or None."""
-    code, out, why = run_check("comfyfixer_hosts", hosts_py, hosts_args)
+    code, out, why = run_main("comfyfixer_hosts", hosts_py, hosts_args)
     lines = out.split()
     if code != 0 or len(lines) != 2:
         print(f"refused {why or 'the URL was refused'}")
@@ -145,21 +126,6 @@ def finish_fetch(pid: int) -> int:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def check_part(part: str, name: str, formats_py: str, pickles_py: str, pickle_ext: str) -> None:
-    """The format check of the finished part (`checks/formats.py`), then the pickle gate
-    (`checks/pickles.py`) for a pickle: the script's own checks, in its order."""
-    code, out, why = run_check("comfyfixer_formats", formats_py, [part, name])
-    fmt = out.strip() or "unknown"
-    print(f"format {fmt} {code}")
-    if why:
-        print(f"why {why}")
-    if code == 0 and (pickle_ext or fmt in ("pickle", "pickle-zip")):
-        code, _, why = run_check("comfyfixer_pickles", pickles_py, [part])
-        print(f"pickle {code}")
-        if why:
-            print(f"pickle_why {why}")
 
 
 def announced_total(status: int, headers: dict[str, str]) -> int | None:

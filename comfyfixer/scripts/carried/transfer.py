@@ -6,17 +6,17 @@ probe, resume record, preallocation). Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 
+from .gates import check_part
 from .http_client import Fetcher, Response, auth_stop, check_answer, strong_validator
 from .outcome import INTERRUPTED, MIB, NETWORK, OK, WRITE, Retry, Stop, env_int, say
 from .pieces import READ_BLOCK, Piece, Plan, Record
 from .prefix_hash import hash_prefix
-from .rules import Rules, load_module
+from .rules import Rules
 
 # Annotations only (postponed): importing typing would cost every download's start ~3 ms.
 TYPE_CHECKING = False
@@ -306,27 +306,5 @@ class Transfer:
         return OK
 
     def check_format(self) -> None:
-        """The script's checks of the finished part, run here to spare the script an interpreter
-        start each: the format check (`checks/formats.py`), printed as `format NAME CODE` (and `why
-        REASON` when it fails), then for a pickle (by extension or format) the pickle gate
-        (`checks/pickles.py`), printed as `pickle CODE` (and `pickle_why REASON`)."""
-        code, out, why = run_main("comfyfixer_formats", self.formats_py, [self.part, self.name])
-        fmt = out.strip() or "unknown"
-        sys.stdout.write(f"format {fmt} {code}\n")
-        if why:
-            sys.stdout.write(f"why {why}\n")
-        if code == 0 and (self.pickle_ext or fmt in ("pickle", "pickle-zip")):
-            code, _, why = run_main("comfyfixer_pickles", self.pickles_py, [self.part])
-            sys.stdout.write(f"pickle {code}\n")
-            if why:
-                sys.stdout.write(f"pickle_why {why}\n")
-
-
-def run_main(name: str, text: str, argv: list[str]) -> tuple[int, str, str]:
-    """`main(argv)` of a carried check: its exit code, what it printed, its reason (one line)."""
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = load_module(name, text).main(argv)
-    return int(code), out.getvalue(), " ".join(err.getvalue().replace("comfyfixer: ", "").split())
+        """The script's checks of the finished part, run here to spare the script an interpreter start."""
+        check_part(self.part, self.name, self.formats_py, self.pickles_py, self.pickle_ext)
