@@ -27,6 +27,7 @@ from tests.fakes.fixtures import hf_env  # noqa: F401
 from tests.fakes.hub import FakeHub
 from tests.fakes.llm import FakeLLM
 from tests.fakes.natural_llm import NaturalModel, Style
+from tests.fakes.world import local_settings
 
 FAST = RetryPolicy(attempts=2, base_wait=0.0, max_backoff=0.0, server_wait_scale=0.0)
 
@@ -158,13 +159,9 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             hub.add_file(f"modelzoo-reupload/{p.query.replace(' ', '-')}", p.file, _bytes("decoy" + p.file))
             stem, dot, ext = p.file.rpartition(".")
             hub.add_file(p.repo, f"{stem}_v2{dot}{ext}", _bytes("v2" + p.file))
-        settings = Settings(
-            hf_endpoint=hub.url,
-            hf_endpoint_overridden=True,
-            civitai_url=civitai.url,
-            civitai_url_overridden=True,
-            catalog_url=None,
-            extra_allowed_hosts=("127.0.0.1", "localhost"),
+        settings = local_settings(
+            hub.url,
+            civitai.url,
             log_dir=tmp_path / "log",
             llm_model="qwen2.5-coder",
             llm_api_key="sk-natural-key",

@@ -25,6 +25,7 @@ from comfyfixer.retry import RetryPolicy
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.fixtures import hf_env  # noqa: F401
 from tests.fakes.hub import FakeHub
+from tests.fakes.world import local_settings
 
 FAST = RetryPolicy(attempts=2, base_wait=0.0, max_backoff=0.0, server_wait_scale=0.0)
 T5 = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + b"t5xxl" * 300
@@ -61,13 +62,9 @@ def make_world(tmp_path: Path) -> Iterator[World]:
         model = civitai.add_model("Flux LoRA Pack", type="LORA")
         version = civitai.add_version(model, "v1")
         civitai.add_file(version, T5_OTHER, "flux_pack.safetensors", name="flux_pack.safetensors")
-        settings = Settings(
-            hf_endpoint=hub.url,
-            hf_endpoint_overridden=True,
-            civitai_url=civitai.url,
-            civitai_url_overridden=True,
-            catalog_url=None,
-            extra_allowed_hosts=("127.0.0.1", "localhost"),
+        settings = local_settings(
+            hub.url,
+            civitai.url,
             log_dir=tmp_path / "log",
             llm_base_url="http://127.0.0.1:9/v1",
             llm_model="qwen3-8b",

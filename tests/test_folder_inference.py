@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from comfyfixer.config import Settings
 from comfyfixer.http import build_client
 from comfyfixer.models import MissingModel
 from comfyfixer.resolvers.finder import Finder
@@ -23,6 +22,7 @@ from comfyfixer.retry import RetryPolicy
 from comfyfixer.scan import scan, scan_json
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.hub import FakeHub
+from tests.fakes.world import local_settings
 from tests.model_bytes import safetensors
 
 FAST = RetryPolicy(attempts=2, base_wait=0.01, max_backoff=0.02, server_wait_scale=0.01)
@@ -83,14 +83,7 @@ def net(hf_env: Path) -> Iterator[tuple[FakeHub, FakeCivitai]]:
 def _finder(hub: FakeHub, civitai: FakeCivitai) -> Finder:
     from huggingface_hub import HfApi
 
-    settings = Settings(
-        hf_endpoint=hub.url,
-        hf_endpoint_overridden=True,
-        civitai_url=civitai.url,
-        civitai_url_overridden=True,
-        catalog_url=None,
-        extra_allowed_hosts=("127.0.0.1", "localhost"),
-    )
+    settings = local_settings(hub.url, civitai.url)
     return Finder(
         settings,
         http=build_client(),

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from comfyfixer.config import Settings
 from comfyfixer.http import build_client
 from comfyfixer.layout import Layout
 from comfyfixer.loop.wiring import LayoutPlacement
@@ -26,6 +25,7 @@ from comfyfixer.scan import scan, scan_json
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import FileServer
 from tests.fakes.hub import FakeHub
+from tests.fakes.world import local_settings
 from tests.model_bytes import safetensors
 
 
@@ -44,13 +44,10 @@ class World:
     def finder(self, *, catalogue: bool = False) -> Finder:
         from huggingface_hub import HfApi
 
-        settings = Settings(
-            hf_endpoint=self.hub.url,
-            hf_endpoint_overridden=True,
-            civitai_url=self.civitai.url,
-            civitai_url_overridden=True,
+        settings = local_settings(
+            self.hub.url,
+            self.civitai.url,
             catalog_url=self.files.url_for("/model-list.json") if catalogue else None,
-            extra_allowed_hosts=("127.0.0.1", "localhost"),
         )
         api = HfApi(endpoint=settings.hf_endpoint, token=False)
         return Finder(

@@ -7,7 +7,7 @@ from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import Blob, FileServer, sparse_file
 from tests.fakes.hub import FakeHub
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
-from tests.fakes.world import ExpectedFile, World, WorldEndpoints, start_world
+from tests.fakes.world import ExpectedFile, World, WorldEndpoints, local_settings, start_world
 
 __all__ = [
     "Blob",
@@ -20,6 +20,7 @@ __all__ = [
     "RecordedRequest",
     "World",
     "WorldEndpoints",
+    "local_settings",
     "sparse_file",
     "start_world",
 ]

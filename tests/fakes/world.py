@@ -22,13 +22,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from tests.fakes.civitai import FakeCivitai, camel_words, download_filename
 from tests.fakes.content import model_bytes
 from tests.fakes.files import FileServer
 from tests.fakes.hub import FakeHub
+
+if TYPE_CHECKING:
+    from comfyfixer.config import Settings
 
 Key = tuple[str | None, str]
 
@@ -584,21 +587,34 @@ class WorldEndpoints:
 
     def settings(self, *, tokens: bool = True, **overrides: Any) -> Any:
         """A `comfyfixer.config.Settings` pointed at this world (tokens included unless tokens=False)."""
-        from dataclasses import replace
-
-        from comfyfixer.config import Settings
-
-        settings = Settings(
-            hf_endpoint=self.hf_endpoint,
-            hf_token=self.hf_token if tokens else None,
-            civitai_url=self.civitai_url,
-            civitai_token=self.civitai_token if tokens else None,
+        return local_settings(
+            self.hf_endpoint,
+            self.civitai_url,
             catalog_url=self.catalog_url,
-            extra_allowed_hosts=("127.0.0.1", "localhost"),
-            hf_endpoint_overridden=True,
-            civitai_url_overridden=True,
+            hf_token=self.hf_token if tokens else None,
+            civitai_token=self.civitai_token if tokens else None,
+            **overrides,
         )
-        return replace(settings, **overrides) if overrides else settings
+
+
+def local_settings(
+    hub_url: str, civitai_url: str, *, catalog_url: str | None = None, **overrides: Any
+) -> Settings:
+    """A `comfyfixer.config.Settings` whose Hub and Civitai are the fakes at these URLs (no catalogue
+    unless given), with loopback allowed as a download host; `overrides` replace any other field."""
+    from dataclasses import replace
+
+    from comfyfixer.config import Settings
+
+    settings = Settings(
+        hf_endpoint=hub_url,
+        civitai_url=civitai_url,
+        catalog_url=catalog_url,
+        extra_allowed_hosts=("127.0.0.1", "localhost"),
+        hf_endpoint_overridden=True,
+        civitai_url_overridden=True,
+    )
+    return replace(settings, **overrides) if overrides else settings
 
 
 @contextmanager
