@@ -15,8 +15,11 @@ def load_module(name: str, text: str) -> ModuleType:
     """A carried check executed from its text as a module of its own.
 
     Registered under its own name (dataclasses look their module up) and not as __main__, so its
-    command-line part stays idle.
+    command-line part stays idle. Loaded once per process: the host check runs on every hop.
     """
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return loaded
     module = ModuleType(name)
     sys.modules[name] = module
     exec(compile(text, f"{name}.py", "exec"), module.__dict__)
